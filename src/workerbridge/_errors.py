@@ -155,16 +155,17 @@ def describe_exit(exitcode: int | None) -> str:
     if exitcode is None:
         return "unknown exit status"
     if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hint = {
+        hints = {
             signal.SIGSEGV: " (segmentation fault, usually a bug in C code)",
             signal.SIGKILL: " (killed; the out-of-memory killer does this)",
             signal.SIGABRT: " (aborted, usually a failed C assertion)",
             signal.SIGBUS: " (bus error, often a truncated memory-mapped file)",
-        }.get(signal.Signals(-exitcode) if -exitcode in signal.valid_signals() else 0, "")
+        }
+        try:
+            sig = signal.Signals(-exitcode)
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+        name, hint = sig.name, hints.get(sig, "")
         return f"killed by {name}{hint}"
     return f"exit code {exitcode}"
 

@@ -1,0 +1,54 @@
+"""Choosing a worker: pure functions over a snapshot of worker state.
+
+Data flow::
+
+    dispatcher (under its lock) --WorkerView snapshots--> choose(strategy, views, last)
+                                <-- index of an idle worker, or None
+
+Keeping the balancer a pure function (as piscina does) makes it trivial to test
+and to swap: it sees only :class:`WorkerView` records, never processes or locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = ["STRATEGIES", "Strategy", "WorkerView", "choose", "choose_affinity_home"]
+
+Strategy = Literal["least-busy", "round-robin"]
+STRATEGIES: Final = ("least-busy", "round-robin")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """What the balancer may know about one worker."""
+
+    index: int
+    idle: bool
+    inflight: int
+    busy_seconds: float
+    affinity_keys: int = 0
+
+
+def choose(strategy: Strategy, workers: Sequence[WorkerView], last: int) -> int | None:
+    """Pick an idle worker for the next task, or ``None`` when none is idle.
+
+    ``round-robin`` takes the first idle worker after ``last`` (the previous
+    choice), cyclically.  ``least-busy`` takes the idle worker with the fewest
+    tasks in flight, then the least accumulated busy time, so load spreads
+    evenly and a worker that just finished a long task rests.
+    """
+    idle = [w for w in workers if w.idle]
+    if not idle:
+        return None
+    if strategy == "round-robin":
+        n = len(workers)
+        return min(idle, key=lambda w: (w.index - last - 1) % n if n else 0).index
+    return min(idle, key=lambda w: (w.inflight, w.busy_seconds, w.index)).index
+
+
+def choose_affinity_home(workers: Sequence[WorkerView]) -> int:
+    """Pick the worker that will own a new affinity key: the one owning fewest keys."""
+    return min(workers, key=lambda w: (w.affinity_keys, w.inflight, w.index)).index

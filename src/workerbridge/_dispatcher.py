@@ -1,0 +1,866 @@
+"""The dispatcher: request table, queue, deadlines, progress fan-in, cancel fan-out.
+
+Data flow::
+
+    submit() ──validate, encode──> _Request ──> idle slot? ──yes──> Slot.start(req)
+                                      │no                                │
+                                      v                                  v
+                       priority heap (global, or the affinity     worker runs the handler
+                       home's own heap), bounded by max_queue     (process, or thread in
+                                      │                            the in-process backend)
+                 slot frees up ───────┘                                  │
+                                                                         v
+    Task resolved <── on_result(slot, id, ok, value) <──── response / error frame
+
+    supervisor thread (one per dispatcher), every PROGRESS_INTERVAL while needed:
+      queued past deadline  -> removed, TaskTimeoutError (never runs)
+      running past deadline -> TaskTimeoutError now, cancel flag raised,
+                               worker killed if still on it after CANCEL_GRACE
+      progress slots        -> on_progress(Progress) when changed
+      cancellation tokens   -> cancelled from another process? cancel the task
+
+One dispatcher serves both fronts (:class:`WorkerBridge` and
+:class:`AsyncWorkerBridge`) and both backends (worker processes, and the
+in-process fallback), which implement the small :class:`Slot` interface.
+Futures are always resolved outside the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from ._balancer import Strategy, WorkerView, choose, choose_affinity_home
+from ._errors import (
+    BrokenPoolError,
+    PoolClosedError,
+    QueueFullError,
+    TaskCancelledError,
+    TaskTimeoutError,
+    ValidationError,
+    WorkerCrashedError,
+    describe_exit,
+)
+from ._task import Progress, Task
+
+if TYPE_CHECKING:
+    from ._shared import CancellationToken
+
+__all__ = ["CANCEL_GRACE", "PROGRESS_INTERVAL", "Backend", "Dispatcher", "Request", "Slot"]
+
+logger = logging.getLogger("workerbridge")
+
+#: Seconds a running task has to notice its cancel flag before its worker is
+#: killed and replaced.  Shorter stops runaway work sooner but kills handlers
+#: that check ``ctx.cancelled`` only every few hundred milliseconds.
+CANCEL_GRACE: Final = 0.25
+
+#: Seconds between progress deliveries (and cross-process token polls).
+#: Shorter means livelier progress bars at the cost of a busier supervisor.
+PROGRESS_INTERVAL: Final = 0.05
+
+#: Unexpected worker deaths tolerated within RESTART_WINDOW seconds before the
+#: pool is declared broken.  Deaths we caused (timeouts, cancellation) do not count.
+RESTART_BUDGET: Final = 10
+RESTART_WINDOW: Final = 60.0
+
+QUEUED, RUNNING, STOPPING, DONE = "queued", "running", "stopping", "done"
+SlotState = Literal["starting", "idle", "busy", "stopping", "dead"]
+
+
+@dataclass(eq=False)
+class Request:
+    """Everything the dispatcher knows about one task (private record, like ``_WorkItem``)."""
+
+    id: int
+    channel: str
+    op: str
+    payload: bytes
+    buffers: list[Any]
+    priority: int
+    deadline: float | None
+    timeout: float | None
+    task: Task[Any]
+    on_progress: Callable[[Progress], object] | None
+    token: CancellationToken | None
+    affinity: object
+    retries: int
+    seq: int
+    submitted: float
+    state: str = QUEUED
+    slot: int | None = None
+    started: float = 0.0
+    kill_at: float | None = None
+    token_handle: object = None
+    last_progress: tuple[int, int] | None = None
+    home: int | None = None
+
+    def sort_key(self) -> tuple[int, float, int]:
+        return (
+            -self.priority,
+            self.deadline if self.deadline is not None else float("inf"),
+            self.seq,
+        )
+
+
+class Slot(Protocol):
+    """One execution lane: a worker process, or a thread of the in-process backend."""
+
+    index: int
+
+    def start(self, req: Request) -> None:
+        """Begin running ``req`` (called outside the dispatcher lock)."""
+
+    def cancel(self, task_id: int) -> None:
+        """Raise the cancel flag of ``task_id`` if it is the running task."""
+
+    def progress(self, task_id: int) -> tuple[int, int] | None:
+        """Return ``(current, total)`` last reported by ``task_id``, if any."""
+
+    def kill(self) -> None:
+        """Stop by force whatever runs; the slot then reports itself dead."""
+
+    def shutdown(self, wait: bool) -> None:
+        """Stop after the current task (``wait``) or at once, and release resources."""
+
+    def info(self) -> dict[str, Any]:
+        """Backend details for ``stats()`` (pid, ...)."""
+
+
+class Backend(Protocol):
+    """Creates slots; the pool's starts worker processes, the fallback's threads."""
+
+    mode: Literal["pool", "inprocess"]
+
+    def new_slot(self, index: int, dispatcher: Dispatcher) -> Slot:
+        """Create lane ``index``; it calls ``dispatcher.slot_ready`` when it can run tasks."""
+
+    def close(self) -> None:
+        """Release what the backend holds (shared memory, ...) once all slots are gone."""
+
+
+@dataclass
+class _SlotRecord:
+    slot: Slot
+    state: SlotState = "starting"
+    current: Request | None = None
+    completed: int = 0
+    failed: int = 0
+    restarts: int = 0
+    busy_seconds: float = 0.0
+    affinity_keys: int = 0
+    heap: list[tuple[tuple[int, float, int], Request]] = field(default_factory=list)
+    killed: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Dispatcher:
+    """Request table and scheduler shared by both fronts and both backends."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        workers: int,
+        *,
+        strategy: Strategy,
+        max_queue: int,
+        default_timeout: float | None,
+        fallback: str,
+        make_fallback: Callable[[], Backend] | None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._sup_wake = threading.Condition(self._lock)
+        self._backend = backend
+        self._nworkers = workers
+        self._strategy: Strategy = strategy
+        self._max_queue = max_queue
+        self._default_timeout = default_timeout
+        self._fallback = fallback
+        self._make_fallback = make_fallback
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
+        self._tasks: dict[int, Request] = {}
+        self._heap: list[tuple[tuple[int, float, int], Request]] = []
+        self._queued = 0
+        self._deadlines: list[tuple[float, int]] = []
+        self._watched: set[int] = set()  # ids with on_progress or a token
+        self._affinity: dict[object, int] = {}
+        self._last_choice = -1
+        self._crashes: deque[float] = deque()
+        self._closing = False
+        self._closed = False
+        self._broken: str | None = None
+        self._room_waiters: list[Callable[[], None]] = []
+        self._drain = False
+        self._closed_event = threading.Event()
+        # statistics
+        self._submitted = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._timed_out = 0
+        self._latencies: deque[float] = deque(maxlen=2048)
+        self._slots: list[_SlotRecord] = []
+        with self._lock:  # slots report readiness from their own threads, after this
+            for i in range(workers):
+                self._slots.append(_SlotRecord(backend.new_slot(i, self)))
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="workerbridge-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Literal["pool", "inprocess"]:
+        return self._backend.mode
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._closing
+
+    # -- submission -------------------------------------------------------------------
+
+    def submit(
+        self,
+        channel: str,
+        op: str,
+        payload: bytes,
+        buffers: list[Any],
+        *,
+        timeout: float | None,
+        priority: int,
+        cancel: CancellationToken | None,
+        on_progress: Callable[[Progress], object] | None,
+        affinity: object,
+        retries: int,
+        block: bool | float,
+    ) -> Task[Any]:
+        """Queue or start one task; see :meth:`WorkerBridge.submit`."""
+        if timeout is None:
+            timeout = self._default_timeout
+        now = time.monotonic()
+        start: Request | None = None
+        with self._lock:
+            self._check_open()
+            if self._free_slot_for(affinity) is None and self._queued >= self._max_queue:
+                if block is False:
+                    raise QueueFullError(
+                        f"{self._queued} tasks are queued (max_queue={self._max_queue}); "
+                        "submit with block=True to wait for room"
+                    )
+                wait_until = None if block is True else now + float(block)
+                while self._queued >= self._max_queue and self._free_slot_for(affinity) is None:
+                    left = None if wait_until is None else wait_until - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise QueueFullError(
+                            f"no room in the queue after {float(block):.3g} s "
+                            f"(max_queue={self._max_queue})"
+                        )
+                    self._room.wait(left)
+                    self._check_open()
+                now = time.monotonic()
+            task_id = next(self._ids)
+            task: Task[Any] = Task(task_id, channel, op, self)
+            req = Request(
+                id=task_id,
+                channel=channel,
+                op=op,
+                payload=payload,
+                buffers=buffers,
+                priority=priority,
+                deadline=None if timeout is None else now + timeout,
+                timeout=timeout,
+                task=task,
+                on_progress=on_progress,
+                token=cancel,
+                affinity=affinity,
+                retries=retries,
+                seq=next(self._seq),
+                submitted=now,
+            )
+            self._tasks[task_id] = req
+            self._submitted += 1
+            if req.deadline is not None:
+                heapq.heappush(self._deadlines, (req.deadline, task_id))
+            if on_progress is not None or cancel is not None:
+                self._watched.add(task_id)
+            if affinity is not None:
+                req.home = self._home_for(affinity)
+            start = self._place(req)
+            if req.deadline is not None or cancel is not None or on_progress is not None:
+                self._sup_wake.notify()
+        if cancel is not None:
+
+            def on_token() -> None:
+                self.cancel(task_id)
+
+            req.token_handle = cancel._add_callback(on_token)
+        if start is not None:
+            self._start(start)
+        return task
+
+    def wait_for_room(self, timeout: float | None = None) -> bool:
+        """Block until the queue has room (or ``timeout`` passes); ``False`` on timeout."""
+        with self._lock:
+            return self._room.wait_for(
+                lambda: self._closing or self._queued < self._max_queue, timeout
+            )
+
+    def add_room_waiter(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) the next time room may have appeared."""
+        with self._lock:
+            if self._closing or self._queued < self._max_queue:
+                fire = True
+            else:
+                self._room_waiters.append(callback)
+                fire = False
+        if fire:
+            callback()
+
+    def has_room(self) -> bool:
+        with self._lock:
+            return self._queued < self._max_queue or any(r.state == "idle" for r in self._slots)
+
+    def _check_open(self) -> None:
+        if self._closed or self._closing:
+            raise PoolClosedError("the bridge is closed")
+        if self._broken is not None:
+            raise BrokenPoolError(self._broken)
+
+    def _home_for(self, key: object) -> int:
+        try:
+            home = self._affinity.get(key)
+        except TypeError:
+            raise ValidationError("affinity keys must be hashable") from None
+        if home is None:
+            home = choose_affinity_home(self._views())
+            self._affinity[key] = home
+            self._slots[home].affinity_keys += 1
+        return home
+
+    def _free_slot_for(self, affinity: object) -> int | None:
+        if affinity is not None:
+            home = self._affinity.get(affinity)
+            if home is None:
+                return 0 if any(r.state == "idle" for r in self._slots) else None
+            return home if self._slots[home].state == "idle" else None
+        return next((i for i, r in enumerate(self._slots) if r.state == "idle"), None)
+
+    def _views(self) -> list[WorkerView]:
+        return [
+            WorkerView(
+                index=i,
+                idle=r.state == "idle",
+                inflight=0 if r.current is None else 1,
+                busy_seconds=r.busy_seconds,
+                affinity_keys=r.affinity_keys,
+            )
+            for i, r in enumerate(self._slots)
+        ]
+
+    def _place(self, req: Request) -> Request | None:
+        """Under the lock: start ``req`` on an idle slot, or queue it.  Returns req to start."""
+        if req.home is not None:
+            rec = self._slots[req.home]
+            if rec.state == "idle" and not rec.heap:
+                self._assign(req.home, req)
+                return req
+            heapq.heappush(rec.heap, (req.sort_key(), req))
+        else:
+            index = None
+            if not self._heap:
+                index = choose(self._strategy, self._views(), self._last_choice)
+            if index is not None:
+                self._last_choice = index
+                self._assign(index, req)
+                return req
+            heapq.heappush(self._heap, (req.sort_key(), req))
+        req.state = QUEUED
+        self._queued += 1
+        return None
+
+    def _assign(self, index: int, req: Request) -> None:
+        rec = self._slots[index]
+        rec.state = "busy"
+        rec.current = req
+        req.state = RUNNING
+        req.slot = index
+        req.started = time.monotonic()
+        req.task._started = True
+
+    def _next_for(self, index: int) -> Request | None:
+        """Under the lock: pop the best queued task this slot may run."""
+        rec = self._slots[index]
+        while True:
+            own = rec.heap[0] if rec.heap else None
+            glob = self._heap[0] if self._heap else None
+            if own is None and glob is None:
+                return None
+            if glob is None or (own is not None and own[0] <= glob[0]):
+                _, req = heapq.heappop(rec.heap)
+            else:
+                _, req = heapq.heappop(self._heap)
+            if req.state != QUEUED:
+                continue  # cancelled or expired while queued (lazy deletion)
+            self._queued -= 1
+            self._notify_room()
+            return req
+
+    def _notify_room(self) -> None:
+        self._room.notify()
+        if self._room_waiters:
+            waiters, self._room_waiters = self._room_waiters, []
+            # called under the lock; callbacks only schedule work (call_soon_threadsafe)
+            for cb in waiters:
+                try:
+                    cb()
+                except Exception:  # pragma: no cover - defensive
+                    logger.exception("room waiter failed")
+
+    def _start(self, req: Request) -> None:
+        rec = self._slots[req.slot] if req.slot is not None else None
+        if rec is None:
+            return
+        try:
+            rec.slot.start(req)
+        except Exception as exc:
+            logger.warning("could not start task %d on worker %d: %s", req.id, req.slot, exc)
+            rec.slot.kill()
+
+    # -- results ----------------------------------------------------------------------
+
+    def slot_ready(self, slot: Slot) -> None:
+        """Called by a slot once it can run tasks (after its handshake)."""
+        with self._lock:
+            rec = self._slots[slot.index]
+            if rec.slot is not slot:
+                return
+            rec.state = "idle"
+            start = self._take_next(slot.index)
+        if start is not None:
+            self._start(start)
+
+    def _take_next(self, index: int) -> Request | None:
+        if self._closing and not self._drain:
+            self._idle.notify_all()
+            return None
+        req = self._next_for(index)
+        if req is not None:
+            self._assign(index, req)
+        else:
+            self._idle.notify_all()
+        return req
+
+    def on_result(self, slot: Slot, task_id: int | None, ok: bool, value: Any) -> None:
+        """Called by a slot when its task answered (``ok`` result, or an exception)."""
+        now = time.monotonic()
+        finish: Request | None = None
+        start: Request | None = None
+        with self._lock:
+            rec = self._slots[slot.index]
+            if rec.slot is not slot:
+                return
+            req = rec.current
+            if req is None or (task_id is not None and req.id != task_id):
+                if task_id is None and not ok:
+                    logger.warning("worker %d reported: %s", slot.index, value)
+                return
+            rec.current = None
+            rec.state = "idle"
+            rec.busy_seconds += now - req.started
+            if req.state == RUNNING:
+                req.state = DONE
+                self._tasks.pop(req.id, None)
+                self._watched.discard(req.id)
+                self._latencies.append(now - req.submitted)
+                if ok:
+                    self._completed += 1
+                    rec.completed += 1
+                else:
+                    self._failed += 1
+                    rec.failed += 1
+                finish = req
+            start = self._take_next(slot.index)
+        if finish is not None:
+            self._finish(finish, ok, value, slot)
+        if start is not None:
+            self._start(start)
+
+    def _finish(self, req: Request, ok: bool, value: Any, slot: Slot | None) -> None:
+        if req.token is not None and req.token_handle is not None:
+            req.token._remove_callback(req.token_handle)
+        if ok and req.on_progress is not None:
+            last = slot.progress(req.id) if slot is not None else None
+            total = last[1] if last is not None and last[1] > 0 else 1
+            self._deliver(req, Progress(total, total))
+        task = req.task
+        if task.done():
+            return
+        try:
+            if ok:
+                task.set_result(value)
+            else:
+                if isinstance(value, TaskCancelledError):
+                    # the handler stopped on a flag we did not raise: still an error
+                    value.task_id = req.id
+                task.set_exception(value)
+        except Exception:  # InvalidStateError: resolved concurrently
+            pass
+
+    def _deliver(self, req: Request, progress: Progress) -> None:
+        cb = req.on_progress
+        if cb is None:
+            return
+        try:
+            cb(progress)
+        except Exception:
+            logger.exception("on_progress callback of task %d raised", req.id)
+
+    # -- cancellation and timeouts ---------------------------------------------------
+
+    def cancel(self, task_id: int) -> bool:
+        """Cancel a queued or running task; ``False`` if it already finished."""
+        with self._lock:
+            req = self._tasks.get(task_id)
+            if req is None or req.state in (DONE, STOPPING):
+                return False
+            self._stop(req, time.monotonic())
+            self._cancelled += 1
+        if req.token is not None and req.token_handle is not None:
+            req.token._remove_callback(req.token_handle)
+        req.task._cancel_now()
+        return True
+
+    def _stop(self, req: Request, now: float) -> None:
+        """Under the lock: take ``req`` out of play (remove if queued, flag if running)."""
+        self._tasks.pop(req.id, None)
+        self._watched.discard(req.id)
+        if req.state == QUEUED:
+            req.state = DONE
+            self._queued -= 1
+            self._notify_room()
+        elif req.state == RUNNING:
+            req.state = STOPPING
+            req.kill_at = now + CANCEL_GRACE
+            assert req.slot is not None
+            rec = self._slots[req.slot]
+            rec.state = "stopping"
+            rec.slot.cancel(req.id)
+            heapq.heappush(self._deadlines, (req.kill_at, -req.id))
+            self._sup_wake.notify()
+
+    def _supervise(self) -> None:
+        while True:
+            timeouts: list[Request] = []
+            kills: list[Slot] = []
+            progress: list[tuple[Request, Progress]] = []
+            token_cancels: list[int] = []
+            with self._lock:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    _, key = heapq.heappop(self._deadlines)
+                    if key > 0:
+                        req = self._tasks.get(key)
+                        if req is not None and req.state in (QUEUED, RUNNING):
+                            self._stop(req, now)
+                            self._timed_out += 1
+                            timeouts.append(req)
+                    else:
+                        kills.extend(self._overdue(-key, now))
+                for task_id in list(self._watched):
+                    req = self._tasks.get(task_id)
+                    if req is None:
+                        self._watched.discard(task_id)
+                        continue
+                    if req.token is not None and req.token.cancelled:
+                        token_cancels.append(task_id)
+                    if req.on_progress is not None and req.state == RUNNING:
+                        assert req.slot is not None
+                        sample = self._slots[req.slot].slot.progress(req.id)
+                        if sample is not None and sample != req.last_progress:
+                            req.last_progress = sample
+                            progress.append((req, Progress(*sample)))
+                wait: float | None = None
+                if self._deadlines:
+                    wait = max(0.0, self._deadlines[0][0] - now)
+                if self._watched:
+                    wait = PROGRESS_INTERVAL if wait is None else min(wait, PROGRESS_INTERVAL)
+            for req in timeouts:
+                if req.token is not None and req.token_handle is not None:
+                    req.token._remove_callback(req.token_handle)
+                where = "in the queue" if req.slot is None else "while running"
+                exc = TaskTimeoutError(
+                    f"task {req.id} ({req.channel}/{req.op}) timed out after "
+                    f"{req.timeout:.3g} s {where}",
+                    req.id,
+                )
+                with contextlib.suppress(Exception):
+                    req.task.set_exception(exc)
+            for slot in kills:
+                slot.kill()
+            for req, report in progress:
+                if not req.task.done():
+                    self._deliver(req, report)
+            for task_id in token_cancels:
+                self.cancel(task_id)
+            with self._lock:
+                if self._is_closed():
+                    return
+                if not (timeouts or kills or progress or token_cancels):
+                    self._sup_wake.wait(wait)
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    def _overdue(self, task_id: int, now: float) -> list[Slot]:
+        """Under the lock: the grace of a stopped task ran out: kill its worker if still on it."""
+        for rec in self._slots:
+            cur = rec.current
+            if cur is not None and cur.id == task_id and cur.state == STOPPING:
+                rec.killed = True
+                logger.info(
+                    "worker %d ignored the cancel flag of task %d for %.2f s: killing it",
+                    rec.slot.index,
+                    task_id,
+                    CANCEL_GRACE,
+                )
+                return [rec.slot]
+        return []
+
+    # -- worker death -----------------------------------------------------------------
+
+    def slot_dead(self, slot: Slot, exitcode: int | None, starting: bool) -> None:
+        """Called by a slot whose process died (or failed to start)."""
+        now = time.monotonic()
+        fail: Request | None = None
+        broken: str | None = None
+        with self._lock:
+            rec = self._slots[slot.index]
+            if rec.slot is not slot:
+                return
+            req = rec.current
+            rec.current = None
+            rec.state = "dead"
+            intentional = rec.killed
+            rec.killed = False
+            if req is not None:
+                rec.busy_seconds += now - req.started
+                if req.state == RUNNING:
+                    if req.retries > 0 and not self._closing:
+                        req.retries -= 1
+                        req.slot = None
+                        req.task._started = False
+                        req.state = QUEUED
+                        self._queued += 1
+                        heap = self._slots[req.home].heap if req.home is not None else self._heap
+                        heapq.heappush(heap, (req.sort_key(), req))
+                        logger.info("retrying task %d after its worker died", req.id)
+                    else:
+                        req.state = DONE
+                        self._tasks.pop(req.id, None)
+                        self._watched.discard(req.id)
+                        self._failed += 1
+                        rec.failed += 1
+                        fail = req
+            if self._closing:
+                self._idle.notify_all()
+            else:
+                if not intentional:
+                    self._crashes.append(now)
+                    while self._crashes and self._crashes[0] < now - RESTART_WINDOW:
+                        self._crashes.popleft()
+                    logger.warning(
+                        "worker %d died (%s)%s",
+                        slot.index,
+                        describe_exit(exitcode),
+                        " while starting" if starting else "",
+                    )
+                if len(self._crashes) > RESTART_BUDGET:
+                    broken = (
+                        f"{len(self._crashes)} worker deaths within {RESTART_WINDOW:.0f} s "
+                        f"(last: {describe_exit(exitcode)})"
+                    )
+                else:
+                    rec.restarts += 1
+                    rec.slot = self._backend.new_slot(slot.index, self)
+                    rec.state = "starting"
+                    rec.started_at = now
+        if fail is not None:
+            exc = WorkerCrashedError(
+                f"worker {slot.index} died while running task {fail.id} "
+                f"({fail.channel}/{fail.op}): {describe_exit(exitcode)}",
+                fail.id,
+                exitcode=exitcode,
+            )
+            self._finish(fail, False, exc, None)
+        if not self._closing and broken is not None:
+            self._break(broken)
+
+    def _break(self, reason: str) -> None:
+        if self._fallback == "auto" and self._make_fallback is not None:
+            logger.warning("worker pool broken (%s): falling back to in-process execution", reason)
+            old = self._backend
+            backend = self._make_fallback()
+            with self._lock:
+                self._backend = backend
+                self._crashes.clear()
+                olds = [r.slot for r in self._slots]
+                for i, rec in enumerate(self._slots):
+                    if rec.state in ("starting", "idle", "dead"):
+                        rec.slot = backend.new_slot(i, self)
+                        rec.state = "starting"
+            for s in olds:
+                try:
+                    s.shutdown(False)
+                except Exception:  # pragma: no cover - defensive
+                    pass
+            old.close()
+            return
+        failed: list[Request] = []
+        with self._lock:
+            self._broken = reason
+            for req in list(self._tasks.values()):
+                if req.state == QUEUED:
+                    req.state = DONE
+                    failed.append(req)
+            self._tasks = {k: v for k, v in self._tasks.items() if v.state != DONE}
+            self._queued = 0
+            self._heap.clear()
+            for rec in self._slots:
+                rec.heap.clear()
+            self._notify_room()
+            self._room.notify_all()
+        logger.error("worker pool broken: %s", reason)
+        for req in failed:
+            self._finish(req, False, BrokenPoolError(f"the pool is broken: {reason}"), None)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def close(self, wait: bool = True, cancel_pending: bool = True) -> None:
+        """Close: fail or drain the queue, stop the slots, stop the supervisor."""
+        pending: list[Request] = []
+        running: list[Request] = []
+        with self._lock:
+            if self._closing:
+                already = True
+            else:
+                already = False
+                self._closing = True
+                self._drain = not cancel_pending
+                if cancel_pending:
+                    for req in list(self._tasks.values()):
+                        if req.state == QUEUED:
+                            req.state = DONE
+                            pending.append(req)
+                            self._tasks.pop(req.id, None)
+                    self._queued = 0
+                    self._heap.clear()
+                    for rec in self._slots:
+                        rec.heap.clear()
+                self._room.notify_all()
+                if self._room_waiters:
+                    self._notify_room()
+        if already:
+            self._join_closed()
+            return
+        for req in pending:
+            self._finish(req, False, PoolClosedError("the bridge was closed"), None)
+        if wait:
+            with self._lock:
+                self._idle.wait_for(
+                    lambda: (
+                        (
+                            all(r.current is None for r in self._slots)
+                            and (self._queued == 0 or self._broken is not None)
+                        )
+                        or all(r.state == "dead" for r in self._slots)
+                    )
+                )
+        else:
+            with self._lock:
+                for rec in self._slots:
+                    cur = rec.current
+                    if cur is not None and cur.state == RUNNING:
+                        cur.state = DONE
+                        self._tasks.pop(cur.id, None)
+                        running.append(cur)
+                    rec.killed = True
+                for req in list(self._tasks.values()):
+                    if req.state == QUEUED:
+                        req.state = DONE
+                        running.append(req)
+                self._tasks.clear()
+            for req in running:
+                self._finish(req, False, PoolClosedError("the bridge was closed"), None)
+        for rec in self._slots:
+            try:
+                rec.slot.shutdown(wait)
+            except Exception:  # pragma: no cover - defensive
+                logger.exception("error while stopping worker %d", rec.slot.index)
+        with self._lock:
+            self._closed = True
+            self._sup_wake.notify_all()
+        if self._supervisor is not threading.current_thread():
+            self._supervisor.join()
+        self._backend.close()
+        self._closed_event.set()
+
+    def _join_closed(self) -> None:
+        if self._supervisor is not threading.current_thread():
+            self._closed_event.wait()
+
+    # -- introspection ---------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            lat = sorted(self._latencies)
+            workers = [
+                {
+                    "index": i,
+                    "state": r.state,
+                    "current_task": None if r.current is None else r.current.id,
+                    "completed": r.completed,
+                    "failed": r.failed,
+                    "restarts": r.restarts,
+                    "busy_seconds": round(r.busy_seconds, 6),
+                    "queued_affinity": len(r.heap),
+                    **r.slot.info(),
+                }
+                for i, r in enumerate(self._slots)
+            ]
+            return {
+                "mode": self._backend.mode,
+                "workers": workers,
+                "in_flight": sum(1 for r in self._slots if r.current is not None),
+                "queued": self._queued,
+                "submitted": self._submitted,
+                "completed": self._completed,
+                "failed": self._failed,
+                "cancelled": self._cancelled,
+                "timed_out": self._timed_out,
+                "restarts": sum(r.restarts for r in self._slots),
+                "broken": self._broken,
+                "latency": _percentiles(lat),
+            }
+
+
+def _percentiles(sorted_values: Sequence[float]) -> dict[str, float | None]:
+    def pick(q: float) -> float | None:
+        if not sorted_values:
+            return None
+        return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": pick(1.0)}

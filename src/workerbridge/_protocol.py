@@ -1,0 +1,335 @@
+"""Wire protocol between the parent and its workers.
+
+Data flow::
+
+    parent                                        worker
+    ------                                        ------
+    pack_payload(obj) -> (bytes, buffers)         (large buffers copied into the
+       buffers >= threshold become ExtType refs    worker's request arena by the pool)
+    encode_frame(REQUEST, id, ch, op, payload) --pipe--> FrameReader.read_frame()
+                                                  decode_frame() -> Frame
+                                                  unpack_payload(bytes, resolve)
+                                                  handler(ctx, payload) -> result
+    FrameReader.read_frame()  <--pipe--           encode_frame(RESPONSE | ERROR, id, ...)
+
+Every frame is one msgpack map ``{v, id, kind, channel, op, payload}`` (plus
+``bufs``, the table of out-of-band buffers, on requests and responses) behind a
+4-byte little-endian length prefix.  The kinds are:
+
+``hello``     parent -> worker, first frame: configuration (sys.path, handler modules, ...)
+``ready``     worker -> parent, handshake answer once handler modules are imported
+``request``   parent -> worker, run ``channel``/``op`` on ``payload``
+``response``  worker -> parent, the handler's result
+``error``     worker -> parent, the handler raised (sanitized type name and message),
+              or the worker rejected a frame (``ProtocolError``)
+``shutdown``  parent -> worker, exit after the current task
+
+Progress, cancellation and liveness deliberately do *not* travel as frames: they
+live in shared-memory slots (:mod:`workerbridge._pool`), so a busy handler sees a
+cancel without reading its pipe, and progress never floods the pipe.
+
+Every incoming frame is validated; anything malformed, truncated, oversized,
+of an unknown kind or of another version raises :exc:`ProtocolError`, which the
+reading side reports and survives.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from ._errors import ProtocolError, ValidationError
+
+__all__ = [
+    "ERROR",
+    "HELLO",
+    "KINDS",
+    "READY",
+    "REQUEST",
+    "RESPONSE",
+    "SHUTDOWN",
+    "VERSION",
+    "BufferRef",
+    "Frame",
+    "FrameReader",
+    "decode_frame",
+    "encode_frame",
+    "pack_payload",
+    "unpack_payload",
+    "write_frame",
+]
+
+VERSION: Final = 1
+
+HELLO: Final = "hello"
+READY: Final = "ready"
+REQUEST: Final = "request"
+RESPONSE: Final = "response"
+ERROR: Final = "error"
+SHUTDOWN: Final = "shutdown"
+KINDS: Final = frozenset({HELLO, READY, REQUEST, RESPONSE, ERROR, SHUTDOWN})
+
+#: Largest frame either side accepts.  Large binary values travel out of band
+#: (shared memory), so frames stay small; the limit only bounds a bad peer.
+MAX_FRAME: Final = 256 * 1024 * 1024
+
+#: Binary values at least this large travel out of band instead of inside the
+#: frame.  Lower means fewer copies through the pipe but more arena traffic for
+#: mid-sized values; 64 KiB is where a pipe write stops being one syscall.
+OUT_OF_BAND_THRESHOLD: Final = 64 * 1024
+
+_EXT_BUFFER: Final = 1
+_HEADER = struct.Struct("<I")
+_READ_CHUNK: Final = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded, validated frame."""
+
+    kind: str
+    id: int | None
+    channel: str
+    op: str
+    payload: bytes | None
+    bufs: list[list[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class BufferRef:
+    """Placeholder for an out-of-band buffer: index into the frame's ``bufs`` table."""
+
+    index: int
+
+
+# -- payloads -----------------------------------------------------------------------------
+
+
+def _is_buffer(obj: object) -> bool:
+    return isinstance(obj, bytes | bytearray | memoryview)
+
+
+def pack_payload(obj: object, threshold: int = OUT_OF_BAND_THRESHOLD) -> tuple[bytes, list[Any]]:
+    """Encode a payload with msgpack, moving large binary values out of band.
+
+    Parameters
+    ----------
+    obj
+        ``None``, booleans, ints, floats, strings, bytes-like objects, and lists,
+        tuples or string-keyed dicts of those.
+    threshold
+        Binary values of at least this many bytes are replaced by a reference and
+        returned in the buffer list instead of being copied into the frame.
+
+    Returns
+    -------
+    tuple
+        The encoded bytes and the list of out-of-band buffers, in reference order:
+        memoryviews to copy, or shared buffers (objects with ``_wb_segment_name``)
+        handed over by name without a copy.
+
+    Raises
+    ------
+    ValidationError
+        The payload holds a value msgpack cannot encode (the message names its type).
+    """
+    buffers: list[Any] = []
+
+    def walk(value: object) -> object:
+        if getattr(value, "_wb_segment_name", None) is not None:
+            buffers.append(value)
+            return msgpack.ExtType(_EXT_BUFFER, _HEADER.pack(len(buffers) - 1))
+        if _is_buffer(value):
+            view = memoryview(value)  # type: ignore[arg-type]
+            if view.nbytes >= threshold:
+                if not view.contiguous:
+                    view = memoryview(view.tobytes())
+                buffers.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
+                return msgpack.ExtType(_EXT_BUFFER, _HEADER.pack(len(buffers) - 1))
+            return value
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    def default(value: object) -> object:
+        raise ValidationError(
+            f"cannot send a value of type {type(value).__qualname__}: payloads hold None, "
+            "bool, int, float, str, bytes-like, list, tuple and dict"
+        )
+
+    try:
+        packed = msgpack.packb(walk(obj), use_bin_type=True, default=default)
+    except ValidationError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"cannot encode payload: {exc}") from None
+    return packed, buffers
+
+
+def unpack_payload(data: bytes, resolve: Callable[[int], object]) -> object:
+    """Decode a payload produced by :func:`pack_payload`.
+
+    ``resolve(index)`` turns each out-of-band reference into the object the
+    handler or caller sees (a memoryview over shared memory, or a copy).
+    """
+
+    def ext_hook(code: int, raw: bytes) -> object:
+        if code != _EXT_BUFFER or len(raw) != _HEADER.size:
+            raise ProtocolError(f"unknown msgpack extension type {code}")
+        return resolve(_HEADER.unpack(raw)[0])
+
+    try:
+        return msgpack.unpackb(data, raw=False, ext_hook=ext_hook, strict_map_key=False)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"malformed payload: {type(exc).__name__}") from None
+
+
+# -- frames -------------------------------------------------------------------------------
+
+
+def encode_frame(
+    kind: str,
+    id: int | None,
+    channel: str = "",
+    op: str = "",
+    payload: bytes | None = None,
+    bufs: Sequence[Sequence[object]] = (),
+) -> bytes:
+    """Encode one frame (without its length prefix); ``payload`` is already msgpack bytes."""
+    frame: dict[str, object] = {
+        "v": VERSION,
+        "id": id,
+        "kind": kind,
+        "channel": channel,
+        "op": op,
+        "payload": payload,
+    }
+    if bufs:
+        frame["bufs"] = [list(b) for b in bufs]
+    return msgpack.packb(frame, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
+    """Decode and validate one frame.
+
+    Raises
+    ------
+    ProtocolError
+        The bytes are not a well-formed frame of this protocol version.
+    """
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise ProtocolError(f"malformed frame: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("malformed frame: not a map")
+    version = obj.get("v")
+    if version != VERSION:
+        raise ProtocolError(f"incompatible protocol version {version!r} (expected {VERSION})")
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown frame kind {kind!r}")
+    fid = obj.get("id")
+    if fid is not None and (not isinstance(fid, int) or isinstance(fid, bool)):
+        raise ProtocolError("malformed frame: id is not an integer")
+    channel = obj.get("channel", "")
+    op = obj.get("op", "")
+    if not isinstance(channel, str) or not isinstance(op, str):
+        raise ProtocolError("malformed frame: channel and op must be strings")
+    payload = obj.get("payload")
+    if payload is not None and not isinstance(payload, bytes):
+        raise ProtocolError("malformed frame: payload is not binary")
+    bufs = obj.get("bufs", [])
+    if not isinstance(bufs, list) or not all(
+        isinstance(b, list)
+        and len(b) == 3
+        and isinstance(b[0], str)
+        and isinstance(b[1], int)
+        and isinstance(b[2], int)
+        and b[1] >= 0
+        and b[2] >= 0
+        for b in bufs
+    ):
+        raise ProtocolError("malformed frame: bad buffer table")
+    if kind == REQUEST and (fid is None or not channel or not op):
+        raise ProtocolError("malformed request: id, channel and op are required")
+    return Frame(kind, fid, channel, op, payload, bufs)
+
+
+def write_frame(fd: int, frame: bytes) -> None:
+    """Write one length-prefixed frame to a file descriptor (blocking, complete)."""
+    if len(frame) > MAX_FRAME:
+        raise ValidationError(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME}-byte limit")
+    header = _HEADER.pack(len(frame))
+    if len(frame) <= 4096:
+        data = memoryview(header + frame)
+        while data:
+            data = data[os.write(fd, data) :]
+        return
+    written = os.writev(fd, [header, frame])
+    total = len(header) + len(frame)
+    if written < total:
+        rest = memoryview(header + frame)[written:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+
+
+class FrameReader:
+    """Read length-prefixed frames from a file descriptor.
+
+    :meth:`read_frame` returns the frame's bytes, ``None`` at end of file, and
+    raises :exc:`ProtocolError` for an oversized or truncated frame.  After an
+    oversized frame the reader skips its body (in bounded memory) so the stream
+    stays in step; after a truncated one there is nothing more to read.
+    """
+
+    __slots__ = ("_buf", "_fd", "_max")
+
+    def __init__(self, fd: int, max_frame: int = MAX_FRAME) -> None:
+        self._fd = fd
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def _fill(self, n: int) -> bool:
+        while len(self._buf) < n:
+            chunk = os.read(self._fd, max(_READ_CHUNK, n - len(self._buf)))
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
+
+    def read_frame(self) -> bytes | None:
+        if not self._fill(_HEADER.size):
+            if self._buf:
+                self._buf.clear()
+                raise ProtocolError("truncated frame header at end of stream")
+            return None
+        (length,) = _HEADER.unpack_from(self._buf)
+        if length > self._max:
+            del self._buf[: _HEADER.size]
+            self._skip(length)
+            raise ProtocolError(f"oversized frame ({length} bytes, limit {self._max})")
+        end = _HEADER.size + length
+        if not self._fill(end):
+            self._buf.clear()
+            raise ProtocolError("truncated frame at end of stream")
+        data = bytes(self._buf[_HEADER.size : end])
+        del self._buf[:end]
+        return data
+
+    def _skip(self, n: int) -> None:
+        while n > 0:
+            if not self._buf and not self._fill(1):
+                return
+            take = min(n, len(self._buf))
+            del self._buf[:take]
+            n -= take

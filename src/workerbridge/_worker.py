@@ -1,0 +1,272 @@
+"""The worker process's main loop (runs only in workers).
+
+Data flow::
+
+    argv: fd_in fd_out fd_lifeline package_root
+    hello frame (config) --> sys.path, attach control segment, lifeline watch,
+                             import handler modules --> ready frame
+    loop:
+      request frame --> RUNNING word = id --> resolve out-of-band buffers as
+        read-only memoryviews over the parent's segment --> run_request()
+        --> result buffers copied into this worker's response arena
+        --> response / error frame --> RUNNING word = 0
+      garbage --> error frame (ProtocolError, id None), keep going
+      shutdown frame or EOF --> exit
+
+The handler's ``ctx.cancelled`` reads this worker's CANCEL word in the control
+segment (the parent stores the task id there); ``ctx.report`` stores progress
+words the parent's supervisor samples.  SIGINT is ignored: Ctrl-C is the
+parent's to handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+from ._errors import ProtocolError
+from ._protocol import (
+    ERROR,
+    HELLO,
+    READY,
+    REQUEST,
+    RESPONSE,
+    SHUTDOWN,
+    FrameReader,
+    decode_frame,
+    encode_frame,
+    pack_payload,
+    unpack_payload,
+    write_frame,
+)
+from ._remote import error_record
+
+__all__ = ["main"]
+
+_MIN_ARENA = 1 << 20
+
+
+class _Control:
+    """This worker's words of the control segment (the ``TaskControl`` of its contexts)."""
+
+    def __init__(self, array: Any, base: int) -> None:
+        from ._pool import W_BEAT, W_CANCEL, W_DONE, W_PROG_CUR, W_PROG_ID, W_PROG_TOT, W_RUNNING
+
+        self.a = array
+        self.cancel = base + W_CANCEL
+        self.running = base + W_RUNNING
+        self.prog_id = base + W_PROG_ID
+        self.prog_cur = base + W_PROG_CUR
+        self.prog_tot = base + W_PROG_TOT
+        self.beat = base + W_BEAT
+        self.done = base + W_DONE
+
+    def is_cancelled(self, task_id: int) -> bool:
+        return bool(self.a.load(self.cancel) == task_id)
+
+    def report(self, task_id: int, current: int, total: int) -> None:
+        a = self.a
+        a.store(self.prog_cur, current)
+        a.store(self.prog_tot, total)
+        a.store(self.prog_id, task_id)
+
+
+class _Worker:
+    def __init__(self, rfd: int, wfd: int, lfd: int) -> None:
+        self.reader = FrameReader(rfd)
+        self.wfd = wfd
+        self.lfd = lfd
+        self.state: dict[Any, Any] = {}
+        self.segments: dict[str, Any] = {}
+        self.resp: Any = None
+        self.debug = False
+        self.index = 0
+        self.ppid = os.getppid()
+
+    def send(self, kind: str, task_id: int | None, payload: bytes | None, bufs: Any = ()) -> None:
+        write_frame(self.wfd, encode_frame(kind, task_id, payload=payload, bufs=bufs))
+
+    def send_error(self, task_id: int | None, exc: BaseException) -> None:
+        packed, _ = pack_payload(error_record(exc, self.debug))
+        self.send(ERROR, task_id, packed)
+
+    def start(self) -> None:
+        data = self.reader.read_frame()
+        if data is None:
+            sys.exit(0)
+        frame = decode_frame(data)
+        if frame.kind != HELLO or frame.payload is None:
+            raise ProtocolError("expected a hello frame")
+        config = unpack_payload(frame.payload, lambda i: None)
+        if not isinstance(config, dict):
+            raise ProtocolError("malformed hello frame")
+        self.debug = bool(config.get("debug", False))
+        self.index = int(config["index"])
+        self.ppid = int(config.get("ppid", self.ppid))
+        for entry in reversed(config.get("sys_path", [])):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        from . import _builtin_handlers
+        from ._atomic import atomic_array, watch_parent
+        from ._shm import Segment
+
+        self.Segment = Segment
+        watch_parent(self.lfd, [f"wb_{self.ppid}_*", f"wb_{os.getpid()}_*"])
+        self.ctl_seg = Segment.attach(str(config["ctl"]))
+        self.control = _Control(atomic_array(self.ctl_seg), int(config["ctl_offset"]) // 8)
+        _builtin_handlers.MAIN_PATH[0] = config.get("main_path")
+        try:
+            for name in config.get("handlers", []):
+                if name in ("__main__", "__mp_main__"):
+                    path = config.get("main_path")
+                    if path:
+                        from multiprocessing import spawn
+
+                        spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
+                        _builtin_handlers.MAIN_FIXED.set()
+                else:
+                    importlib.import_module(name)
+        except BaseException as exc:
+            self.send_error(None, exc)
+            raise SystemExit(3) from None
+        packed, _ = pack_payload({"pid": os.getpid()})
+        self.send(READY, 0, packed)
+
+    def attach(self, name: str) -> Any:
+        seg = self.segments.get(name)
+        if seg is None:
+            if not name.startswith(f"wb_{self.ppid}_"):
+                raise ProtocolError("request references a segment its parent does not own")
+            seg = self.Segment.attach(name)
+            self.segments[name] = seg
+        return seg
+
+    def detach_all_but(self, keep: set[str]) -> None:
+        for name in [n for n in self.segments if n not in keep]:
+            seg = self.segments.pop(name)
+            try:
+                seg.close()
+            except BufferError:
+                # a handler kept a view of it: leave the mapping to the handler
+                pass
+
+    def write_results(self, buffers: list[Any]) -> list[list[object]]:
+        if not buffers:
+            return []
+        need = sum((memoryview(b).nbytes + 63) & ~63 for b in buffers)
+        resp = self.resp
+        if resp is None or resp.size < need:
+            if resp is not None:
+                resp.close()
+                resp.unlink()
+            size = _MIN_ARENA
+            while size < need:
+                size <<= 1
+            resp = self.resp = self.Segment.create("resp", size)
+        table: list[list[object]] = []
+        off = 0
+        for b in buffers:
+            view = memoryview(b)
+            n = view.nbytes
+            resp.buf[off : off + n] = view.cast("B") if view.format != "B" else view
+            table.append([resp.name, off, n])
+            off += (n + 63) & ~63
+        return table
+
+    def run(self, frame: Any) -> None:
+        from ._execute import run_request
+        from ._registry import Context
+
+        ctl = self.control
+        task_id = frame.id
+        ctl.a.store(ctl.running, task_id)
+        views: list[memoryview] = []
+        names: set[str] = set()
+        table = frame.bufs
+
+        def resolve(i: int) -> object:
+            if not 0 <= i < len(table):
+                raise ProtocolError("payload references a missing buffer")
+            name, off, n = table[i]
+            seg = self.attach(name)
+            names.add(name)
+            if off + n > seg.size:
+                raise ProtocolError("buffer reference out of bounds")
+            view = seg.buf[off : off + n].toreadonly()
+            views.append(view)
+            return view
+
+        try:
+            ctx = Context(task_id, self.index, self.state, ctl)
+            ok, data, out = run_request(
+                frame.channel, frame.op, frame.payload, resolve, ctx, self.debug
+            )
+            if ok:
+                try:
+                    bufs = self.write_results(out)
+                except Exception as exc:
+                    self.send_error(task_id, exc)
+                else:
+                    self.send(RESPONSE, task_id, data, bufs)
+            else:
+                packed, _ = pack_payload(data)
+                self.send(ERROR, task_id, packed)
+        finally:
+            for view in views:
+                view.release()
+            self.detach_all_but(names)
+            ctl.a.store(ctl.running, 0)
+            ctl.a.fetch_add(ctl.done, 1)
+            ctl.a.fetch_add(ctl.beat, 1)
+
+    def loop(self) -> None:
+        while True:
+            try:
+                data = self.reader.read_frame()
+            except ProtocolError as exc:
+                self.send_error(None, exc)
+                continue
+            if data is None:
+                return
+            try:
+                frame = decode_frame(data)
+                if frame.kind == SHUTDOWN:
+                    return
+                if frame.kind != REQUEST:
+                    raise ProtocolError(f"unexpected frame kind {frame.kind!r} in a worker")
+            except ProtocolError as exc:
+                self.send_error(None, exc)
+                continue
+            self.run(frame)
+
+    def cleanup(self) -> None:
+        if self.resp is not None:
+            with contextlib.suppress(BufferError):
+                self.resp.close()
+            self.resp.unlink()
+        self.detach_all_but(set())
+
+
+def main() -> None:
+    """Entry point of a worker process (``argv``: fd_in fd_out fd_lifeline)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rfd, wfd, lfd = (int(a) for a in sys.argv[1:4])
+    worker = _Worker(rfd, wfd, lfd)
+    try:
+        try:
+            worker.start()
+        except (OSError, ProtocolError, ValueError) as exc:
+            # e.g. the parent died while we started: tell it if it is still there
+            with contextlib.suppress(OSError):
+                worker.send_error(None, exc)
+            raise SystemExit(3) from None
+        worker.loop()
+    except BrokenPipeError:
+        pass
+    finally:
+        worker.cleanup()
+    sys.exit(0)
