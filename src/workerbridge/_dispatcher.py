@@ -472,9 +472,11 @@ class Dispatcher:
             if rec.slot is not slot:
                 return
             req = rec.current
-            if req is None or (task_id is not None and req.id != task_id):
-                if task_id is None and not ok:
-                    logger.warning("worker %d reported: %s", slot.index, value)
+            if task_id is None:
+                # a frame-level complaint (garbage on the worker's pipe): never a task's result
+                logger.warning("worker %d reported: %s", slot.index, value)
+                return
+            if req is None or req.id != task_id:
                 return
             rec.current = None
             rec.state = "idle"

@@ -1,0 +1,44 @@
+"""Command line: ``python -m workerbridge info`` and ``python -m workerbridge bench``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def info() -> int:
+    """Print how workerbridge would run on this machine."""
+    import workerbridge as wb
+    from workerbridge import _atomic, _shm
+
+    print(f"workerbridge {wb.__version__} on Python {sys.version.split()[0]}")
+    print(f"atomics: {_atomic.IMPLEMENTATION} implementation")
+    print(f"cpus: {os.cpu_count()}")
+    print(f"shared memory: {'available' if os.path.isdir(_shm.SHM_DIR) else 'unavailable'}")
+    print(f"WORKERBRIDGE_INPROCESS={os.environ.get('WORKERBRIDGE_INPROCESS', '')!r}")
+    with wb.WorkerBridge(workers=1) as bridge:
+        bridge.run("_wb", "noop")
+        print(f"mode: {bridge.mode} (start method: subprocess, no re-import of __main__)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``workerbridge`` command."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: python -m workerbridge {info|bench} [--full] [--json PATH] [--workers N]")
+        return 0
+    if args[0] == "info":
+        return info()
+    if args[0] == "bench":
+        from ._bench import main as bench_main
+
+        return bench_main(args[1:])
+    print(f"unknown command {args[0]!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Process lifecycle: fork safety, parent death, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import workerbridge as wb
+from workerbridge._shm import list_segments
+
+
+def test_fork_child_gets_a_fresh_bridge() -> None:
+    parent = wb.get_bridge()
+    assert parent.run("_wb", "echo", 1) == 1
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            try:
+                parent.submit("_wb", "echo", 1)
+            except wb.PoolClosedError:
+                child = wb.get_bridge()
+                if child is not parent and child.run("_wb", "echo", 2) == 2:
+                    code = 0
+                child.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent.run("_wb", "echo", 3) == 3
+    parent.close()
+
+
+def test_parent_sigkill_leaves_no_workers_or_segments(tmp_path: object) -> None:
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, workerbridge as wb
+        b = wb.WorkerBridge(workers=2, fallback="never")
+        b.run("_wb", "echo", b"x" * (1 << 20))
+        pids = [w.pid for w in b.stats().workers]
+        print(" ".join(map(str, pids)), flush=True)
+        task = b.submit("_wb", "sleep", 30)
+        import time; time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    parent_pid_segments = proc.stdout.split()
+    worker_pids = [int(p) for p in parent_pid_segments]
+    deadline = time.monotonic() + 10
+    alive = worker_pids
+    while time.monotonic() < deadline:
+        alive = [p for p in worker_pids if _alive(p)]
+        if not alive:
+            break
+        time.sleep(0.05)
+    assert not alive, f"orphan workers still running: {alive}"
+    leftovers = [n for n in list_segments() if any(f"wb_{p}_" in n for p in worker_pids)]
+    assert not leftovers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_close_leaves_nothing() -> None:
+    import threading
+
+    before = set(list_segments())
+    bridge = wb.WorkerBridge(workers=2, fallback="never")
+    big = os.urandom(1 << 20)
+    assert bridge.run("_wb", "echo", big) == big
+    pids = [w.pid for w in bridge.stats().workers]
+    bridge.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("workerbridge-")]
+    assert set(list_segments()) - before == set()
+    assert not [p for p in pids if p and _alive(p)]

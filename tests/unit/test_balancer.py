@@ -1,0 +1,38 @@
+"""The balancer is a pure function over worker snapshots."""
+
+from __future__ import annotations
+
+from workerbridge._balancer import WorkerView, choose, choose_affinity_home
+
+
+def views(*idle: bool, busy: tuple[float, ...] = ()) -> list[WorkerView]:
+    return [
+        WorkerView(i, flag, 0 if flag else 1, busy[i] if busy else 0.0)
+        for i, flag in enumerate(idle)
+    ]
+
+
+def test_none_when_all_busy() -> None:
+    assert choose("least-busy", views(False, False), -1) is None
+    assert choose("round-robin", views(False, False), -1) is None
+
+
+def test_round_robin_cycles() -> None:
+    ws = views(True, True, True)
+    picks = []
+    last = -1
+    for _ in range(6):
+        last = choose("round-robin", ws, last)  # type: ignore[assignment]
+        picks.append(last)
+    assert picks == [0, 1, 2, 0, 1, 2]
+    assert choose("round-robin", views(True, False, True), 0) == 2
+
+
+def test_least_busy_prefers_rested_worker() -> None:
+    assert choose("least-busy", views(True, True, busy=(5.0, 1.0)), -1) == 1
+    assert choose("least-busy", views(False, True, busy=(0.0, 9.0)), -1) == 1
+
+
+def test_affinity_home_balances_keys() -> None:
+    ws = [WorkerView(0, True, 0, 0.0, 3), WorkerView(1, True, 0, 0.0, 1)]
+    assert choose_affinity_home(ws) == 1
