@@ -85,7 +85,7 @@ OUT_OF_BAND_THRESHOLD: Final = 64 * 1024
 
 _EXT_BUFFER: Final = 1
 _HEADER = struct.Struct("<I")
-_READ_CHUNK: Final = 256 * 1024
+_READ_CHUNK: Final = 16 * 1024  # below malloc's mmap threshold: no mmap/munmap per read
 
 
 @dataclass(frozen=True, slots=True)
