@@ -19,9 +19,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from proc_helpers import CHILDREN, spawn
 
 from workerbridge import _atomic, _atomics_py
-from workerbridge._shm import Segment, _pid_alive, list_segments, parse_name, unlink_by_name
+from workerbridge._shm import Segment, _pid_alive, list_segments
 
 _atomics_c: ModuleType | None
 try:
@@ -31,35 +32,6 @@ except ImportError:  # the optional extension did not build
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-
-_children: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_segments() -> Iterator[None]:
-    before = set(list_segments())
-    _children.clear()
-    yield
-    pids = {os.getpid(), *_children}
-    leaked = []
-    for name in set(list_segments()) - before:
-        parsed = parse_name(name)
-        if parsed is not None and parsed[0] in pids:
-            leaked.append(name)
-            unlink_by_name(name)
-    assert not leaked, f"shared memory left behind: {leaked}"
-
-
-def spawn(code: str, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _children.append(proc.pid)
-    return proc
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> str:
@@ -672,7 +644,7 @@ def test_watch_parent_unlinks_and_kills(impl: ModuleType) -> None:
         text=True,
         pass_fds=(read_end,),
     )
-    _children.append(proc.pid)
+    CHILDREN.append(proc.pid)
     os.close(read_end)
     bystander = Segment.create("globt", 64)  # same kind, other pid: must survive
     try:

@@ -12,9 +12,10 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
+from proc_helpers import CHILDREN
 
 from workerbridge import _atomic
 from workerbridge._errors import ValidationError
@@ -32,24 +33,6 @@ INT64_MAX = 2**63 - 1
 # The pure-Python atomics take a lock and two fcntl calls per operation.
 FAST = _atomic.IMPLEMENTATION == "c"
 
-_children: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_segments() -> Iterator[None]:
-    before = set(list_segments())
-    _children.clear()
-    yield
-    gc.collect()
-    pids = {os.getpid(), *_children}
-    leaked = []
-    for name in set(list_segments()) - before:
-        parsed = parse_name(name)
-        if parsed is not None and parsed[0] in pids:
-            leaked.append(name)
-            unlink_by_name(name)
-    assert not leaked, f"shared memory left behind: {leaked}"
-
 
 def spawn(code: str, *objects: object) -> subprocess.Popen[str]:
     """Run `code` in a new interpreter with `objs`, the unpickled `objects`."""
@@ -61,7 +44,7 @@ def spawn(code: str, *objects: object) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _children.append(proc.pid)
+    CHILDREN.append(proc.pid)
     return proc
 
 
@@ -442,7 +425,7 @@ def test_creator_exit_unlinks_even_if_others_hold_it() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _children.append(proc.pid)
+    CHILDREN.append(proc.pid)
     assert proc.stdout is not None
     counter = pickle.loads(bytes.fromhex(proc.stdout.readline()))
     assert refs(counter) == 2

@@ -7,12 +7,10 @@ import os
 import re
 import signal
 import stat
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 
 import pytest
+from proc_helpers import spawn
 
 from workerbridge import _shm
 from workerbridge._shm import (
@@ -25,35 +23,6 @@ from workerbridge._shm import (
 )
 
 NAME_RE = re.compile(r"wb_(\d+)_([a-z0-9]+)_([0-9a-f]{16})")
-
-_children: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_segments() -> Iterator[None]:
-    before = set(list_segments())
-    _children.clear()
-    yield
-    pids = {os.getpid(), *_children}
-    leaked = []
-    for name in set(list_segments()) - before:
-        parsed = parse_name(name)
-        if parsed is not None and parsed[0] in pids:
-            leaked.append(name)
-            unlink_by_name(name)
-    assert not leaked, f"shared memory left behind: {leaked}"
-
-
-def spawn(code: str, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _children.append(proc.pid)
-    return proc
 
 
 def run(code: str, *args: str, returncode: int = 0) -> str:
