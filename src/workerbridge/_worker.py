@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 from ._errors import ProtocolError
+from ._execute import run_request
 from ._protocol import (
     ERROR,
     HELLO,
@@ -43,7 +44,9 @@ from ._protocol import (
     unpack_payload,
     write_frame,
 )
+from ._registry import Context
 from ._remote import error_record
+from ._shm import parse_name
 
 __all__ = ["main"]
 
@@ -84,6 +87,7 @@ class _Worker:
         self.segments: dict[str, Any] = {}
         self.resp: Any = None
         self.debug = False
+        self.arena_names: set[str] = set()
         self.index = 0
         self.ppid = os.getppid()
 
@@ -178,27 +182,25 @@ class _Worker:
         return table
 
     def run(self, frame: Any) -> None:
-        from ._execute import run_request
-        from ._registry import Context
-
         ctl = self.control
+        array = ctl.a
         task_id = frame.id
-        ctl.a.store(ctl.running, task_id)
+        array.store(ctl.running, task_id)
         views: list[memoryview] = []
-        names: set[str] = set()
         table = frame.bufs
+        resolve = self._no_buffers
+        if table:
 
-        def resolve(i: int) -> object:
-            if not 0 <= i < len(table):
-                raise ProtocolError("payload references a missing buffer")
-            name, off, n = table[i]
-            seg = self.attach(name)
-            names.add(name)
-            if off + n > seg.size:
-                raise ProtocolError("buffer reference out of bounds")
-            view = seg.buf[off : off + n].toreadonly()
-            views.append(view)
-            return view
+            def resolve(i: int) -> object:
+                if not 0 <= i < len(table):
+                    raise ProtocolError("payload references a missing buffer")
+                name, off, n = table[i]
+                seg = self.attach(name)
+                if off + n > seg.size:
+                    raise ProtocolError("buffer reference out of bounds")
+                view = seg.buf[off : off + n].toreadonly()
+                views.append(view)
+                return view
 
         try:
             ctx = Context(task_id, self.index, self.state, ctl)
@@ -216,12 +218,28 @@ class _Worker:
                 packed, _ = pack_payload(data)
                 self.send(ERROR, task_id, packed)
         finally:
-            for view in views:
-                view.release()
-            self.detach_all_but(names)
-            ctl.a.store(ctl.running, 0)
-            ctl.a.fetch_add(ctl.done, 1)
-            ctl.a.fetch_add(ctl.beat, 1)
+            if table:
+                for view in views:
+                    view.release()
+                self._forget_used([str(t[0]) for t in table])
+            array.store(ctl.running, 0)
+            array.fetch_add(ctl.done, 1)
+            array.fetch_add(ctl.beat, 1)
+
+    @staticmethod
+    def _no_buffers(i: int) -> object:
+        raise ProtocolError("payload references a missing buffer")
+
+    def _forget_used(self, names: list[str]) -> None:
+        """Keep the parent's current request arena mapped (warm); drop hand-off buffers."""
+        keep = set()
+        for name in names:
+            parsed = parse_name(name)
+            if parsed is not None and parsed[1] == "req":
+                keep.add(name)
+        if keep:
+            self.arena_names = keep
+        self.detach_all_but(self.arena_names)
 
     def loop(self) -> None:
         while True:
@@ -252,7 +270,25 @@ class _Worker:
 
 
 def main() -> None:
-    """Entry point of a worker process (``argv``: fd_in fd_out fd_lifeline)."""
+    """Entry point of a worker process (``argv``: fd_in fd_out fd_lifeline).
+
+    With ``WORKERBRIDGE_PROFILE_DIR`` set, the worker runs under :mod:`cProfile`
+    and writes ``worker-<pid>.prof`` there when it exits normally.
+    """
+    profile_dir = os.environ.get("WORKERBRIDGE_PROFILE_DIR")
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(_main)
+        finally:
+            profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
+        return
+    _main()
+
+
+def _main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rfd, wfd, lfd = (int(a) for a in sys.argv[1:4])
     worker = _Worker(rfd, wfd, lfd)
@@ -269,4 +305,3 @@ def main() -> None:
         pass
     finally:
         worker.cleanup()
-    sys.exit(0)
