@@ -26,6 +26,7 @@ typecheck: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	$(PY) -m sphinx -W -n -q -b doctest docs docs/_build/doctest
 
 unit: $(STAMP)
 	$(PY) -m pytest -q

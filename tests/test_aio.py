@@ -8,7 +8,8 @@ import time
 import pytest
 
 import workerbridge as wb
-from conftest import HANDLERS
+
+HANDLERS = ["wbtest_handlers"]
 
 
 @pytest.fixture(params=["pool", "fallback"])

@@ -587,7 +587,7 @@ class Dispatcher:
                     if req is None:
                         self._watched.discard(task_id)
                         continue
-                    if req.token is not None and req.token.cancelled:
+                    if req.token is not None and _token_cancelled(req.token):
                         token_cancels.append(task_id)
                     if req.on_progress is not None and req.state == RUNNING:
                         assert req.slot is not None
@@ -857,6 +857,14 @@ class Dispatcher:
                 "broken": self._broken,
                 "latency": _percentiles(lat),
             }
+
+
+def _token_cancelled(token: CancellationToken) -> bool:
+    """``token.cancelled``, treating a token closed by its owner as not cancelled."""
+    try:
+        return token.cancelled
+    except ValueError:
+        return False
 
 
 def _percentiles(sorted_values: Sequence[float]) -> dict[str, float | None]:

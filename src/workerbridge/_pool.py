@@ -228,12 +228,20 @@ class WorkerProcess:
                 return
             try:
                 frame = decode_frame(data)
+            except ProtocolError as exc:
+                # Our own worker's encoder never produces this: its stream is not to be
+                # trusted any more.  Kill it; its task fails with WorkerCrashedError.
+                logger.warning(
+                    "worker %d sent an undecodable frame (%s): replacing it", self.index, exc
+                )
+                self.kill()
+                continue
+            try:
                 if frame.kind == RESPONSE:
-                    table = frame.bufs
                     value = None
                     if frame.payload is not None:
 
-                        def resolve(i: int, table: list[list[Any]] = table) -> object:
+                        def resolve(i: int, table: list[list[Any]] = frame.bufs) -> object:
                             return self._copy_out(table, i)
 
                         value = unpack_payload(frame.payload, resolve)
@@ -246,7 +254,8 @@ class WorkerProcess:
                     raise ProtocolError(f"unexpected frame kind {frame.kind!r} from a worker")
             except ProtocolError as exc:
                 logger.warning("worker %d sent a bad frame: %s", self.index, exc)
-                self._dispatcher.on_result(self, None, False, exc)
+                exc_for_task = ProtocolError(f"bad answer from worker {self.index}: {exc}")
+                self._dispatcher.on_result(self, frame.id, False, exc_for_task)
 
     def _copy_out(self, table: list[list[Any]], index: int) -> bytes:
         if not 0 <= index < len(table):

@@ -156,7 +156,14 @@ class Task(concurrent.futures.Future[T], Generic[T]):
             raise
 
     def __repr__(self) -> str:
-        state = "running" if self.running() else self._state.lower()
+        if self.running():
+            state = "running"
+        elif self.cancelled():
+            state = "cancelled"
+        elif self.done():
+            state = "failed" if super().exception(0) is not None else "finished"
+        else:
+            state = "pending"
         return f"<Task {self.id} {self.channel}/{self.op} {state}>"
 
 

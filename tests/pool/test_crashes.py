@@ -8,7 +8,8 @@ import signal
 import pytest
 
 import workerbridge as wb
-from conftest import HANDLERS
+
+HANDLERS = ["wbtest_handlers"]
 
 
 class _ExitOnUnpickle:

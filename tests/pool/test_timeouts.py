@@ -95,3 +95,28 @@ def test_cancel_queued_task(make_bridge: object) -> None:
     blocker.result(timeout=30)
     assert bridge.run("t", "record", "y") == ["y"]
     assert not queued.cancel()
+
+
+def test_closing_a_token_early_does_not_stop_the_supervisor(pool: wb.WorkerBridge) -> None:
+    token = wb.CancellationToken()
+    task = pool.submit("t", "coop", {"steps": 30, "delay": 0.01}, cancel=token)
+    token.close()  # closed by its owner while the task is pending
+    assert task.result(timeout=30) == 30
+    with pytest.raises(wb.TaskTimeoutError):  # timeouts still work afterwards
+        pool.run("t", "coop", {"steps": 1000, "delay": 0.01}, timeout=0.3)
+
+
+def test_undecodable_answer_fails_the_task(
+    pool: wb.WorkerBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool.run("t", "add", {"a": 1, "b": 1})
+    from workerbridge._pool import WorkerProcess
+
+    def bad_copy(self: object, table: object, index: int) -> bytes:
+        raise wb.ProtocolError("result buffer reference out of bounds")
+
+    monkeypatch.setattr(WorkerProcess, "_copy_out", bad_copy)
+    with pytest.raises(wb.ProtocolError, match="bad answer"):
+        pool.run("t", "bigresult", 1 << 20, timeout=30)
+    monkeypatch.undo()
+    assert pool.run("t", "add", {"a": 2, "b": 2}) == 4
