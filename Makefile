@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs unit pure bench info clean
+.PHONY: demo test lint typecheck docs unit pure bench info reliability clean
 
 $(STAMP): pyproject.toml setup.py src/workerbridge/_atomics.c
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ pure: $(STAMP)
 	WORKERBRIDGE_PURE_ATOMICS=1 $(PY) -m pytest -q tests/unit tests/pool tests/test_bridge.py
 
 test: lint typecheck docs unit pure
+
+# Full-size chaos, fuzzing, tampering, overload and soak runs (minutes, not part of `make test`).
+reliability: $(STAMP)
+	$(PY) -m pytest -q -m heavy tests/reliability
+	$(PY) scripts/reliability.py
 
 bench: $(STAMP)
 	$(PY) -m workerbridge bench

@@ -9,8 +9,17 @@ import workerbridge as wb
 
 def test_all_is_sorted_and_complete() -> None:
     assert wb.__all__ == sorted(wb.__all__)
-    public = {n for n in dir(wb) if not n.startswith("_") and n not in {"annotations", "bridges"}}
+    import types
+
+    public = {
+        n
+        for n in dir(wb)
+        if not n.startswith("_")
+        and n != "annotations"
+        and not isinstance(getattr(wb, n), types.ModuleType)  # submodules: bridges, progress
+    }
     assert public == set(wb.__all__)
+    assert isinstance(wb.progress, types.ModuleType)
 
 
 def test_module_is_workerbridge() -> None:

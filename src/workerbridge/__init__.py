@@ -7,6 +7,7 @@ in-process fallback.  Start with :func:`get_bridge` or :class:`WorkerBridge`.
 
 from __future__ import annotations
 
+from . import progress as progress
 from ._aio import AsyncWorkerBridge as AsyncWorkerBridge
 from ._bridge import WorkerBridge as WorkerBridge
 from ._bridge import get_bridge as get_bridge
@@ -36,6 +37,9 @@ from ._stats import LatencyStats as LatencyStats
 from ._stats import WorkerStats as WorkerStats
 from ._task import Progress as Progress
 from ._task import Task as Task
+from .bridges._transfer import HTTPError as HTTPError
+from .bridges._transfer import Transfer as Transfer
+from .bridges._transfer import TransferError as TransferError
 
 __version__ = "0.1.0"
 
@@ -46,6 +50,7 @@ __all__ = [
     "CancellationToken",
     "Context",
     "Executor",
+    "HTTPError",
     "IntegrityError",
     "LatencyStats",
     "NonceReuseError",
@@ -62,6 +67,8 @@ __all__ = [
     "TaskCancelledError",
     "TaskError",
     "TaskTimeoutError",
+    "Transfer",
+    "TransferError",
     "ValidationError",
     "WorkerBridge",
     "WorkerBridgeError",

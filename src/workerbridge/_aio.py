@@ -16,10 +16,13 @@ There is no second scheduler: :class:`AsyncWorkerBridge` owns a
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import asyncio
 
 from ._balancer import Strategy
 from ._bridge import Fallback, WorkerBridge
@@ -28,6 +31,14 @@ from ._errors import QueueFullError
 from ._shared import CancellationToken
 from ._stats import BridgeStats
 from ._task import Progress, Task
+
+if TYPE_CHECKING:
+    from .bridges import (
+        AsyncCompressionBridge,
+        AsyncCryptoBridge,
+        AsyncFileBridge,
+        AsyncNetworkBridge,
+    )
 
 __all__ = ["AsyncWorkerBridge"]
 
@@ -100,6 +111,8 @@ class AsyncWorkerBridge:
         coroutine waits for queue room without blocking the event loop.
         ``on_progress`` is called on the event loop's thread.
         """
+        import asyncio  # not at module level: worker processes never need it
+
         loop = asyncio.get_running_loop()
         if on_progress is not None:
             user_cb = on_progress
@@ -153,6 +166,47 @@ class AsyncWorkerBridge:
         task = await self.submit(channel, op, payload, **options)
         return await task
 
+    @functools.cached_property
+    def compression(self) -> AsyncCompressionBridge:
+        """The :class:`~workerbridge.bridges.AsyncCompressionBridge` of this bridge.
+
+        :attr:`WorkerBridge.compression` with coroutines.  Created on first use.
+        """
+        from .bridges._compression import AsyncCompressionBridge
+
+        return AsyncCompressionBridge(self._sync)
+
+    @functools.cached_property
+    def crypto(self) -> AsyncCryptoBridge:
+        """The :class:`~workerbridge.bridges.AsyncCryptoBridge` of this bridge.
+
+        :attr:`WorkerBridge.crypto` with coroutines.  Created on first use; it
+        shares the nonce-reuse registry of :attr:`sync`'s crypto bridge.
+        """
+        from .bridges._crypto import AsyncCryptoBridge
+
+        return AsyncCryptoBridge(self._sync)
+
+    @functools.cached_property
+    def file(self) -> AsyncFileBridge:
+        """The :class:`~workerbridge.bridges.AsyncFileBridge` of this bridge.
+
+        :attr:`WorkerBridge.file` with coroutines.  Created on first use.
+        """
+        from .bridges._file import AsyncFileBridge
+
+        return AsyncFileBridge(self._sync)
+
+    @functools.cached_property
+    def network(self) -> AsyncNetworkBridge:
+        """The :class:`~workerbridge.bridges.AsyncNetworkBridge` of this bridge.
+
+        :attr:`WorkerBridge.network` with coroutines.  Created on first use.
+        """
+        from .bridges._network import AsyncNetworkBridge
+
+        return AsyncNetworkBridge(self._sync)
+
     def allocate(self, size: int) -> SharedBuffer:
         """See :meth:`WorkerBridge.allocate`."""
         return self._sync.allocate(size)
@@ -163,6 +217,8 @@ class AsyncWorkerBridge:
 
     async def aclose(self, wait: bool = True, cancel_pending: bool = True) -> None:
         """Close the bridge without blocking the event loop; see :meth:`WorkerBridge.close`."""
+        import asyncio
+
         await asyncio.to_thread(self._sync.close, wait, cancel_pending)
 
     def close(self, wait: bool = True, cancel_pending: bool = True) -> None:

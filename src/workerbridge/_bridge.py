@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib
 import logging
 import math
@@ -28,7 +29,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._balancer import STRATEGIES, Strategy
 from ._buffer import HandedBuffer, SharedBuffer
@@ -40,6 +41,9 @@ from ._registry import lookup
 from ._shared import CancellationToken
 from ._stats import BridgeStats
 from ._task import Progress, Task
+
+if TYPE_CHECKING:
+    from .bridges import CompressionBridge, CryptoBridge, FileBridge, NetworkBridge
 
 __all__ = ["WorkerBridge", "get_bridge"]
 
@@ -339,6 +343,53 @@ class WorkerBridge:
             task.cancel()
             raise
 
+    # -- the bridges --------------------------------------------------------------------
+
+    @functools.cached_property
+    def compression(self) -> CompressionBridge:
+        """The :class:`~workerbridge.bridges.CompressionBridge` of this bridge.
+
+        zstd, snappy, gzip and zlib over bytes and files.  Created on first
+        use and kept for the life of this bridge.
+        """
+        from .bridges._compression import CompressionBridge
+
+        return CompressionBridge(self)
+
+    @functools.cached_property
+    def crypto(self) -> CryptoBridge:
+        """The :class:`~workerbridge.bridges.CryptoBridge` of this bridge.
+
+        Authenticated encryption of bytes and files, hashes, key derivation.
+        Created on first use and kept for the life of this bridge, with the
+        bridge's nonce-reuse registry.
+        """
+        from .bridges._crypto import CryptoBridge
+
+        return CryptoBridge(self)
+
+    @functools.cached_property
+    def file(self) -> FileBridge:
+        """The :class:`~workerbridge.bridges.FileBridge` of this bridge.
+
+        Streamed hashing, verified copies, ranged reads and atomic writes.
+        Created on first use and kept for the life of this bridge.
+        """
+        from .bridges._file import FileBridge
+
+        return FileBridge(self)
+
+    @functools.cached_property
+    def network(self) -> NetworkBridge:
+        """The :class:`~workerbridge.bridges.NetworkBridge` of this bridge.
+
+        Resumable downloads and tus or PUT uploads.  Created on first use and
+        kept for the life of this bridge.
+        """
+        from .bridges._network import NetworkBridge
+
+        return NetworkBridge(self)
+
     def allocate(self, size: int) -> SharedBuffer:
         """Return a :class:`SharedBuffer` of ``size`` bytes to fill in place and submit.
 
@@ -376,6 +427,8 @@ class WorkerBridge:
     def close(self, wait: bool = True, cancel_pending: bool = True) -> None:
         """Close the bridge; afterwards no process, segment or thread of it remains.
 
+        Calling :meth:`close` again does nothing.
+
         Parameters
         ----------
         wait
@@ -385,8 +438,6 @@ class WorkerBridge:
         cancel_pending
             ``True``: queued tasks fail with :exc:`~workerbridge.PoolClosedError`
             at once.  ``False`` (with ``wait=True``): they run first.
-
-        Calling :meth:`close` again does nothing.
         """
         if self._forked or self._pid != os.getpid():
             return

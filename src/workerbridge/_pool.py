@@ -53,7 +53,7 @@ from ._protocol import (
     write_frame,
 )
 from ._remote import exception_from_record
-from ._shm import Segment, list_segments, unlink_by_name
+from ._shm import Segment, list_segments, sweep_orphans, unlink_by_name
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher, Request
@@ -381,6 +381,11 @@ class PoolBackend:
         self.handler_modules = handler_modules
         self.debug = debug
         self.main_path = main_path
+        # Segments left by processes that died without cleaning up (a parent killed while
+        # its workers were stuck, say) are removed here, by whichever bridge starts next.
+        swept = sweep_orphans()
+        if swept:
+            logger.info("removed %d shared-memory segments of dead processes", len(swept))
         self.control = Segment.create("ctl", (HEADER_WORDS + workers * SLOT_WORDS) * 8)
         self.ctl = atomic_array(self.control)
         self.ctl.store(0, 0x77625F63746C0001)  # magic "wb_ctl" + layout version

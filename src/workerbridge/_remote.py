@@ -74,9 +74,9 @@ def exception_from_record(record: object, task_id: int | None) -> BaseException:
         return TaskCancelledError(message or "task cancelled", task_id)
     cls = _PASSTHROUGH.get(type_name)
     if cls is None and type_name in ("TransferError", "HTTPError"):
-        from .bridges import _http
+        from .bridges import _transfer
 
-        cls = getattr(_http, type_name)
+        cls = getattr(_transfer, type_name)
     if cls is not None:
         exc: BaseException = cls(message)
         if isinstance(exc, TaskError):

@@ -15,11 +15,13 @@ work, and it is awaitable from asyncio.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 from ._errors import TaskCancelledError
 
@@ -134,6 +136,8 @@ class Task(concurrent.futures.Future[T], Generic[T]):
         super().add_done_callback(fn)
 
     def __await__(self) -> Generator[Any, None, T]:
+        import asyncio  # only awaiting needs it; workers never import asyncio
+
         loop = asyncio.get_running_loop()
         afut: asyncio.Future[T] = loop.create_future()
 

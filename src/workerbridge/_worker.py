@@ -115,11 +115,19 @@ class _Worker:
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         from . import _builtin_handlers
-        from ._atomic import atomic_array, watch_parent
+        from ._atomic import IMPLEMENTATION, atomic_array, set_pdeathsig, watch_parent
         from ._shm import Segment
 
         self.Segment = Segment
         watch_parent(self.lfd, [f"wb_{self.ppid}_*", f"wb_{os.getpid()}_*"])
+        if IMPLEMENTATION == "python":
+            # The pure-Python watcher is a thread: a handler stuck in C code holding the
+            # GIL would starve it.  Let the kernel kill us when the parent dies instead
+            # (the parent spawns each worker from a thread that outlives it); segments
+            # then left behind are swept by the next bridge that starts.
+            set_pdeathsig(signal.SIGKILL)
+            if os.getppid() != self.ppid:
+                raise SystemExit(0)
         self.ctl_seg = Segment.attach(str(config["ctl"]))
         self.control = _Control(atomic_array(self.ctl_seg), int(config["ctl_offset"]) // 8)
         _builtin_handlers.MAIN_PATH[0] = config.get("main_path")

@@ -1,0 +1,772 @@
+"""Plans and drivers: one implementation of every bridge operation, run sync or async.
+
+Data flow::
+
+    bridge.compression.compress(data, ...)      CompressionBridge: a thin signature
+      op   = Operation(bridge, channel, timeout, on_progress, cancel, priority)
+      plan = compress_plan(op, data, ...)       a generator holding the whole operation
+      drive(op, plan)
+        next(plan) ──> the plan validates its arguments in this process, then
+                         op.inline(fn, payload)   tiny input: the handler runs right here
+                         op.submit(name, payload) -> Task   (WorkerBridge.submit)
+                         yield [task, ...]        "resume me when one of these is done"
+                  <── concurrent.futures.wait(FIRST_COMPLETED)   (sync driver)
+                      asyncio.wait(FIRST_COMPLETED)              (async driver)
+        plan.send(None) ──> op.result(task) ... more submits ... return value
+      finally: op.close() cancels every task still queued or running;
+               plan.close() runs the plan's own cleanup (temporary files)
+
+    progress: each task's on_progress ─> _Aggregate (every part weighs its bytes)
+              ─> one monotone Progress(current, total) for the caller's callback
+              (on the event loop's thread for the async classes)
+
+The sync classes (``CompressionBridge``, ...) and the async ones
+(``AsyncCompressionBridge``, ...) differ only in calling :func:`drive` or
+:func:`drive_async` on the same plan, so every operation exists once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+
+from .._errors import PoolError, TaskCancelledError, TaskTimeoutError, ValidationError
+from .._registry import Context
+from .._remote import error_record, exception_from_record
+from .._shared import CancellationToken
+from .._task import Progress, Task
+from ._files import as_buffer
+
+if TYPE_CHECKING:
+    from .._bridge import WorkerBridge
+
+__all__ = [
+    "INLINE_MAX",
+    "INLINE_MIN_TIMEOUT",
+    "PART_SIZE",
+    "SPLIT_PER_WORKER",
+    "WINDOW_PER_WORKER",
+    "AsyncBaseBridge",
+    "BaseBridge",
+    "Bytes",
+    "Operation",
+    "Plan",
+    "ProgressCallback",
+    "Tuning",
+    "Job",
+    "attached",
+    "byte_length",
+    "copy_docs",
+    "documented",
+    "drive",
+    "drive_async",
+    "gather",
+    "run_one",
+    "split_ranges",
+]
+
+logger = logging.getLogger("workerbridge")
+
+R = TypeVar("R")
+
+#: A plan yields the tasks it waits for (it is resumed when one of them is
+#: done), receives nothing, and returns the operation's result.
+Plan = Generator[Sequence[Task[Any]], None, R]
+
+ProgressCallback = Callable[[Progress], object]
+
+#: What the bridges accept as binary input.
+Bytes = bytes | bytearray | memoryview
+
+#: Inputs up to this many bytes run in the calling thread instead of a worker:
+#: a round trip to a worker costs about 100 µs, more than compressing,
+#: encrypting or hashing 16 KiB takes.  Larger values save round trips on
+#: mid-sized inputs but block the caller (or the event loop) for longer.
+INLINE_MAX: Final = 16 * 1024
+
+#: Calls with a timeout shorter than this always go to a worker, where the
+#: timeout stops the work; inline work is never interrupted, so it only runs
+#: where its timeout cannot expire.
+INLINE_MIN_TIMEOUT: Final = 0.1
+
+#: Parallel operations split an input only from this many bytes per worker
+#: (16 MiB with two workers): below it, the round trips, the extra frames and
+#: the final assembly cost more than the second core saves.
+SPLIT_PER_WORKER: Final = 8 * 1024 * 1024
+
+#: Size of the parts (the last one may be smaller; small inputs get one part
+#: per worker).  Smaller parts balance the workers better, bound how long a
+#: part that cannot check for cancellation (compressing bytes) runs, and keep
+#: every buffer below glibc's mmap threshold (32 MiB), where memory is reused
+#: instead of page-faulted afresh; larger ones cost fewer round trips and fewer
+#: zstd frames or gzip members.  4 MiB measured fastest for 256 MiB of zstd.
+PART_SIZE: Final = 4 * 1024 * 1024
+
+#: Parts in flight per worker: two keep every worker busy (the next part waits
+#: in the queue while one runs) without flooding the queue for huge files.
+WINDOW_PER_WORKER: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Size thresholds of one bridge object (tests lower them to exercise every path)."""
+
+    inline_max: int = INLINE_MAX
+    inline_min_timeout: float = INLINE_MIN_TIMEOUT
+    split_per_worker: int = SPLIT_PER_WORKER
+    part_size: int = PART_SIZE
+    window_per_worker: int = WINDOW_PER_WORKER
+
+
+def byte_length(data: object, name: str = "data") -> int:
+    """Length of a bytes-like argument; :exc:`ValidationError` for anything else.
+
+    The common case, :class:`bytes`, skips building a memoryview: this runs on
+    every call, inline ones included.
+    """
+    if type(data) is bytes:
+        return len(data)
+    return len(as_buffer(data, name))
+
+
+def split_ranges(
+    size: int, workers: int, tuning: Tuning, align: int = 1
+) -> list[tuple[int, int]] | None:
+    """Cut ``size`` bytes into ``(offset, length)`` parts, or ``None`` when not worth it.
+
+    Only inputs of at least ``tuning.split_per_worker * workers`` bytes are
+    split, into at least ``workers`` parts of about ``tuning.part_size``
+    bytes, equal but the last, each a multiple of ``align``.
+    """
+    if workers < 2 or size < tuning.split_per_worker * workers:
+        return None
+    count = max(workers, math.ceil(size / tuning.part_size))
+    part = math.ceil(math.ceil(size / count) / align) * align
+    if part >= size:
+        return None
+    return [(offset, min(part, size - offset)) for offset in range(0, size, part)]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Aggregate:
+    """Fold the progress of an operation's tasks into one monotone :class:`Progress`.
+
+    Every task carries a weight: the bytes it stands for.  A task's own report
+    ``(current, total)`` is scaled onto its weight, so engines may count in any
+    unit; a task of unknown weight (``None``: a download, whose size only the
+    server knows) counts its own ``current`` and ``total``.  The caller sees
+    the sums; ``current`` never goes back.
+    """
+
+    __slots__ = ("_callback", "_delivered", "_expected", "_last", "_lock", "_loop", "_parts")
+
+    def __init__(self, callback: ProgressCallback, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._callback = callback
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._delivered = threading.Lock()
+        self._parts: list[list[int]] = []  # [done, total, weight or -1]
+        self._expected = 0
+        self._last = (-1, -1)
+
+    def expect(self, total: int) -> None:
+        with self._lock:
+            self._expected = total
+
+    def add(self, weight: int | None) -> int:
+        with self._lock:
+            if weight is None:
+                self._parts.append([0, 0, -1])
+            else:
+                self._parts.append([0, weight, weight])
+            return len(self._parts) - 1
+
+    def hook(self, index: int) -> Callable[[Progress], None]:
+        def on_progress(report: Progress) -> None:
+            self.update(index, report.current, report.total)
+
+        return on_progress
+
+    def update(self, index: int, current: int, total: int) -> None:
+        with self._lock:
+            part = self._parts[index]
+            weight = part[2]
+            if weight >= 0:
+                if total > 0:
+                    done = weight if current >= total else current * weight // total
+                else:
+                    done = current
+                part[0] = max(part[0], min(done, weight))
+            else:
+                part[0] = max(part[0], current)
+                part[1] = max(total, part[0])
+            snapshot = self._snapshot()
+        self._emit(snapshot)
+
+    def complete(self, index: int) -> None:
+        with self._lock:
+            part = self._parts[index]
+            part[0] = part[1] = max(part[0], part[1], part[2])
+            snapshot = self._snapshot()
+        self._emit(snapshot)
+
+    def finish(self) -> None:
+        """Deliver the final report (``current == total``) in the caller's thread."""
+        with self._lock:
+            for part in self._parts:
+                part[0] = part[1] = max(part[0], part[1], part[2])
+            snapshot = self._snapshot()
+        self._deliver(snapshot)
+
+    def _snapshot(self) -> Progress:
+        total = max(self._expected, sum(p[1] for p in self._parts))
+        return Progress(sum(p[0] for p in self._parts), total)
+
+    def _emit(self, report: Progress) -> None:
+        if self._loop is None:
+            self._deliver(report)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, report)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    def _deliver(self, report: Progress) -> None:
+        with self._delivered:
+            last_current, last_total = self._last
+            if report.current < last_current or (
+                report.current == last_current and report.total == last_total
+            ):
+                return
+            self._last = (report.current, report.total)
+            try:
+                self._callback(report)
+            except Exception:
+                logger.exception("on_progress callback of a bridge call raised")
+
+
+# --------------------------------------------------------------------------- operation
+
+
+class _InlineControl:
+    """The :class:`~workerbridge._registry.TaskControl` of a handler run in the caller's thread."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: CancellationToken | None) -> None:
+        self._token = token
+
+    def is_cancelled(self, task_id: int) -> bool:
+        return self._token is not None and self._token.cancelled
+
+    def report(self, task_id: int, current: int, total: int) -> None:
+        pass
+
+
+class _InlineContext(Context):
+    """The context of a handler run in the caller's thread: the token, and no progress.
+
+    Progress of inline work is reported once, at the end, by the operation.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, token: CancellationToken | None) -> None:
+        super().__init__(0, -1, {}, _InlineControl(token))
+
+    def report(self, current: int, total: int | None = None) -> None:
+        pass
+
+
+# Inline work without a token shares one context: it holds nothing per call.
+_UNCANCELLABLE: Final = _InlineContext(None)
+
+
+def _check_options(
+    timeout: object, on_progress: object, cancel: object, priority: object
+) -> float | None:
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise ValidationError(f"timeout must be a number of seconds or None, got {timeout!r}")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise ValidationError(f"timeout must be a positive finite number, got {timeout!r}")
+        timeout = float(timeout)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValidationError(f"priority must be an int, got {priority!r}")
+    if cancel is not None and not isinstance(cancel, CancellationToken):
+        raise ValidationError("cancel must be a workerbridge.CancellationToken")
+    if on_progress is not None and not callable(on_progress):
+        raise ValidationError("on_progress must be callable")
+    return timeout
+
+
+def _succeeded(task: Task[Any]) -> bool:
+    return not task.cancelled() and task.exception(0) is None
+
+
+class Operation:
+    """One bridge call in progress: the common options, its tasks, its progress.
+
+    Plans submit through it (so every part gets the operation's priority, its
+    cancellation token and the time left before the operation's deadline), run
+    tiny work inline through it, and read results through it.
+    """
+
+    __slots__ = (
+        "_afutures",
+        "_progress",
+        "_tasks",
+        "bridge",
+        "cancel",
+        "channel",
+        "deadline",
+        "priority",
+        "timeout",
+        "tuning",
+    )
+
+    def __init__(
+        self,
+        bridge: WorkerBridge,
+        channel: str,
+        tuning: Tuning,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancellationToken | None,
+        priority: int,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not (
+            timeout is None and on_progress is None and cancel is None and type(priority) is int
+        ):
+            timeout = _check_options(timeout, on_progress, cancel, priority)
+        if timeout is None:
+            timeout = bridge._dispatcher._default_timeout
+        self.bridge = bridge
+        self.channel = channel
+        self.tuning = tuning
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.cancel = cancel
+        self.priority = priority
+        self._progress = None if on_progress is None else _Aggregate(on_progress, loop)
+        self._tasks: dict[Task[Any], int] = {}
+        self._afutures: dict[Task[Any], asyncio.Future[None]] | None = None
+
+    @property
+    def workers(self) -> int:
+        """Lanes of the bridge (worker processes, or threads in-process)."""
+        return self.bridge.workers
+
+    # -- running work -----------------------------------------------------------------
+
+    def expect(self, total: int) -> None:
+        """Announce the operation's total bytes before all its tasks are submitted."""
+        if self._progress is not None:
+            self._progress.expect(total)
+
+    def can_inline(self, size: int) -> bool:
+        """Whether work on ``size`` bytes should run in the caller's thread.
+
+        Plans check this before validating their arguments: inline work sends
+        nothing, and the handler's engine validates them (raising the same
+        errors) at a fraction of the cost of a second validation here.
+        """
+        return size <= self.tuning.inline_max and (
+            self.timeout is None or self.timeout >= self.tuning.inline_min_timeout
+        )
+
+    def inline(self, fn: Callable[[Context, Any], R], payload: object, weight: int) -> R:
+        """Run handler ``fn`` in this thread, with the errors it would raise from a worker.
+
+        Raises
+        ------
+        PoolClosedError
+            The bridge is closed.
+        TaskCancelledError
+            The cancellation token was already cancelled (or was during the run).
+        """
+        bridge = self.bridge
+        if bridge._forked or bridge._dispatcher.closed:
+            bridge._check_usable()
+        ctx = _UNCANCELLABLE
+        if self.cancel is not None:
+            self.check()
+            ctx = _InlineContext(self.cancel)
+        try:
+            result = fn(ctx, payload)
+        except Exception as exc:
+            raise exception_from_record(error_record(exc, bridge._debug), None) from None
+        if self._progress is not None:
+            self._progress.update(self._progress.add(weight), weight, weight)
+        return result
+
+    def submit(
+        self, name: str, payload: object, weight: int | None, *, channel: str | None = None
+    ) -> Task[Any]:
+        """Submit ``name`` on the bridge's channel (or ``channel``) with the operation's options.
+
+        ``weight`` is the bytes the task stands for in the operation's progress
+        (``None``: unknown in advance, the task's own reports count).
+
+        Raises
+        ------
+        TaskTimeoutError
+            The operation's deadline has passed (nothing was submitted).
+        TaskCancelledError
+            The operation's token was cancelled (nothing was submitted).
+        """
+        timeout = self.check()
+        progress = self._progress
+        index = -1
+        hook: Callable[[Progress], None] | None = None
+        if progress is not None:
+            index = progress.add(weight)
+            hook = progress.hook(index)
+        task = self.bridge.submit(
+            channel or self.channel,
+            name,
+            payload,
+            timeout=timeout,
+            priority=self.priority,
+            cancel=self.cancel,
+            on_progress=hook,
+        )
+        self._tasks[task] = index
+        return task
+
+    def check(self) -> float | None:
+        """Raise if the operation was cancelled or ran out of time; return the time left."""
+        if self.cancel is not None and self.cancel.cancelled:
+            raise TaskCancelledError("operation cancelled")
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TaskTimeoutError(f"operation timed out after {self.timeout:.3g} s")
+        return left
+
+    def result(self, task: Task[R]) -> R:
+        """Return the result of a finished task (raising its error) and forget the task."""
+        index = self._tasks.pop(task, -1)
+        if self._afutures is not None:
+            self._afutures.pop(task, None)
+        value = task.result(0)
+        if index >= 0 and self._progress is not None:
+            self._progress.complete(index)
+        return value
+
+    def done(self, tasks: Sequence[Task[Any]]) -> list[Task[Any]]:
+        """The finished tasks of ``tasks``, failed ones first (so a failure is seen at once)."""
+        finished = [t for t in tasks if t.done()]
+        finished.sort(key=_succeeded)
+        return finished
+
+    # -- ending -----------------------------------------------------------------------
+
+    def succeed(self) -> None:
+        if self._progress is not None:
+            self._progress.finish()
+
+    def close(self) -> None:
+        """Cancel every task still queued or running (a no-op after success)."""
+        if self._tasks:
+            tasks, self._tasks = list(self._tasks), {}
+            self._afutures = None
+            for task in tasks:
+                task.cancel()
+
+    async def wait_async(self, tasks: Sequence[Task[Any]]) -> None:
+        """Wait on the running loop until one of ``tasks`` is done."""
+        loop = asyncio.get_running_loop()
+        if self._afutures is None:
+            self._afutures = {}
+        signals = []
+        for task in tasks:
+            if task.done():
+                return
+            signal = self._afutures.get(task)
+            if signal is None:
+                signal = self._afutures[task] = _done_signal(task, loop)
+            signals.append(signal)
+        await asyncio.wait(signals, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _done_signal(task: Task[Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    """A loop future resolved (with ``None``) when ``task`` finishes, however it finishes.
+
+    Unlike :func:`asyncio.wrap_future` it carries no exception (the plan reads
+    the task itself), so a failure is never reported as "never retrieved".
+    """
+    signal: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not signal.done():
+            signal.set_result(None)
+
+    def on_done(_: object) -> None:
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    task.add_done_callback(on_done)
+    return signal
+
+
+# --------------------------------------------------------------------------- plan pieces
+
+#: One task of a fan-out: handler name, payload, weight in bytes (``None``: unknown).
+Job = tuple[str, object, int | None]
+
+
+def gather(
+    op: Operation,
+    jobs: Iterable[Job],
+    *,
+    limit: int | None = None,
+    convert: Callable[[Any], Any] | None = None,
+    return_exceptions: bool = False,
+) -> Generator[Sequence[Task[Any]], None, list[Any]]:
+    """Run ``jobs`` with at most ``limit`` in flight; return their results in order.
+
+    A sub-plan (``results = yield from gather(op, jobs)``).  ``limit`` defaults
+    to :data:`WINDOW_PER_WORKER` per worker.  ``convert`` is applied to each
+    result as it arrives (and may raise).  The first failure is raised at once
+    (the driver then cancels the rest), unless ``return_exceptions`` is true:
+    then a job's own error takes its place in the list, while cancellation,
+    the operation's timeout and a broken or closed pool are still raised.
+    ``jobs`` is consumed lazily, one job per free place.
+    """
+    window = limit if limit is not None else max(1, op.workers * op.tuning.window_per_worker)
+    results: dict[int, object] = {}
+    pending: dict[Task[Any], int] = {}
+    count = 0
+    for name, payload, weight in jobs:
+        while len(pending) >= window:
+            yield list(pending)
+            _collect(op, pending, results, convert, return_exceptions)
+        pending[op.submit(name, payload, weight)] = count
+        count += 1
+    while pending:
+        yield list(pending)
+        _collect(op, pending, results, convert, return_exceptions)
+    return [results[i] for i in range(count)]
+
+
+def _collect(
+    op: Operation,
+    pending: dict[Task[Any], int],
+    results: dict[int, object],
+    convert: Callable[[Any], Any] | None,
+    keep: bool,
+) -> None:
+    for task in op.done(list(pending)):
+        index = pending.pop(task)
+        try:
+            value = op.result(task)
+            results[index] = value if convert is None else convert(value)
+        except (TaskCancelledError, TaskTimeoutError, PoolError):
+            raise  # about the whole operation, not this job
+        except Exception as exc:
+            if not keep:
+                raise
+            results[index] = exc
+
+
+def run_one(
+    op: Operation, name: str, payload: object, weight: int | None
+) -> Generator[Sequence[Task[Any]], None, Any]:
+    """Sub-plan of a single task: submit, wait, return its result."""
+    task = op.submit(name, payload, weight)
+    yield (task,)
+    return op.result(task)
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+def drive(op: Operation, plan: Plan[R]) -> R:
+    """Run ``plan`` to completion in this thread, blocking while it waits for tasks.
+
+    If the wait is interrupted (``KeyboardInterrupt``) or the plan fails, the
+    operation's remaining tasks are cancelled and the plan's cleanup runs.
+    """
+    try:
+        step = next(plan)
+        while True:
+            if not any(task.done() for task in step):
+                concurrent.futures.wait(step, return_when=concurrent.futures.FIRST_COMPLETED)
+            step = plan.send(None)
+    except StopIteration as stop:
+        op.succeed()
+        result: R = stop.value
+        return result
+    finally:
+        op.close()
+        plan.close()
+
+
+async def drive_async(op: Operation, plan: Plan[R]) -> R:
+    """Run ``plan`` to completion on the running event loop, never blocking it.
+
+    Cancelling the awaiting coroutine cancels the operation's remaining tasks
+    and runs the plan's cleanup.
+    """
+    try:
+        step = next(plan)
+        while True:
+            await op.wait_async(step)
+            step = plan.send(None)
+    except StopIteration as stop:
+        op.succeed()
+        result: R = stop.value
+        return result
+    finally:
+        op.close()
+        plan.close()
+
+
+# --------------------------------------------------------------------------- bridge classes
+
+_attach_lock = threading.Lock()
+
+
+class BaseBridge:
+    """Base of the bridges: a :class:`~workerbridge.WorkerBridge`, a channel and its tuning.
+
+    The synchronous bridges drive their plans with :func:`drive`; the asyncio
+    ones (:class:`AsyncBaseBridge`) with :func:`drive_async`.
+    """
+
+    __slots__ = ("_bridge", "_tuning")
+
+    _channel: ClassVar[str] = ""
+
+    def __init__(self, bridge: WorkerBridge) -> None:
+        self._bridge = bridge
+        self._tuning = Tuning()
+
+    def _op(
+        self,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancellationToken | None,
+        priority: int,
+    ) -> Operation:
+        return Operation(
+            self._bridge,
+            self._channel,
+            self._tuning,
+            timeout,
+            on_progress,
+            cancel,
+            priority,
+            self._loop(),
+        )
+
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop progress is delivered on (``None``: the calling threads)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._bridge!r}>"
+
+
+class AsyncBaseBridge(BaseBridge):
+    """Base of the asyncio bridges: the same plans, driven on the running event loop."""
+
+    __slots__ = ()
+
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return asyncio.get_running_loop()
+
+
+T = TypeVar("T")
+
+
+def attached(owner: object, key: str, factory: Callable[[], T]) -> T:
+    """Return ``owner``'s object stored under ``key``, creating it once (thread-safe)."""
+    store: dict[str, Any] = owner.__dict__
+    found = store.get(key)
+    if found is None:
+        with _attach_lock:
+            found = store.get(key)
+            if found is None:
+                found = store[key] = factory()
+    result: T = found
+    return result
+
+
+_OPTIONS_DOC = """\
+timeout
+    Seconds for the whole call (``None``: the bridge's ``default_timeout``).
+    At the deadline the work is stopped, not abandoned: queued tasks are
+    removed, running ones see their cancel flag and are killed with their
+    worker if they do not stop within 0.25 s, nothing is left behind, and
+    :exc:`~workerbridge.TaskTimeoutError` is raised.
+on_progress
+    Called with a :class:`~workerbridge.Progress` in bytes (from a background
+    thread); ``current`` never goes back, and the last call, on success, has
+    ``current == total``.
+cancel
+    A :class:`~workerbridge.CancellationToken`: cancelling it, from any
+    process, stops the call as a timeout does and raises
+    :exc:`~workerbridge.TaskCancelledError`.
+priority
+    Higher runs first; see :meth:`workerbridge.WorkerBridge.submit`."""
+
+_ERRORS_DOC = """\
+workerbridge.TaskTimeoutError
+    ``timeout`` expired; the work was stopped.
+workerbridge.TaskCancelledError
+    ``cancel`` was cancelled; the work was stopped.
+workerbridge.PoolClosedError
+    The bridge is closed.
+workerbridge.QueueFullError
+    The bridge's queue is full (``max_queue``)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _expand(doc: str, marker: str, text: str) -> str:
+    lines = doc.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip() == marker:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[i : i + 1] = [indent + row if row else row for row in text.split("\n")]
+    return "\n".join(lines)
+
+
+def documented(fn: F) -> F:
+    """Fill the ``{options}`` and ``{errors}`` lines of a bridge method's docstring."""
+    doc = fn.__doc__ or ""
+    fn.__doc__ = _expand(_expand(doc, "{options}", _OPTIONS_DOC), "{errors}", _ERRORS_DOC)
+    return fn
+
+
+_ASYNC_NOTE = """\
+This is a coroutine: it waits without blocking the event loop, and
+``on_progress`` is called on the loop's thread.  Cancelling the awaiting task
+cancels the operation as ``cancel=`` does: queued parts are removed, running
+ones stopped, and no output is left."""
+
+
+def copy_docs(async_cls: type, sync_cls: type) -> None:
+    """Give every public coroutine of ``async_cls`` its sync twin's docstring plus a note."""
+    for name, member in vars(async_cls).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        doc = inspect.cleandoc(getattr(sync_cls, name).__doc__ or "")
+        summary, _, rest = doc.partition("\n\n")
+        member.__doc__ = f"{summary}\n\n{_ASYNC_NOTE}\n\n{rest}"
