@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests examples benchmarks
-	$(PY) -m ruff format --check src tests examples benchmarks
+	$(PY) -m ruff check src tests examples benchmarks scripts
+	$(PY) -m ruff format --check src tests examples benchmarks scripts
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

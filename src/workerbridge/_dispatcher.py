@@ -807,6 +807,21 @@ class Dispatcher:
                 self._tasks.clear()
             for req in running:
                 self._finish(req, False, PoolClosedError("the bridge was closed"), None)
+        # A drain can end with tasks still queued: the last worker died during it (and no
+        # replacement starts while closing), or the pool broke.  They fail, never hang.
+        leftover: list[Request] = []
+        with self._lock:
+            for req in list(self._tasks.values()):
+                if req.state == QUEUED:
+                    req.state = DONE
+                    self._tasks.pop(req.id, None)
+                    leftover.append(req)
+            self._queued = 0
+            self._heap.clear()
+            for rec in self._slots:
+                rec.heap.clear()
+        for req in leftover:
+            self._finish(req, False, PoolClosedError("the bridge was closed"), None)
         for rec in self._slots:
             try:
                 rec.slot.shutdown(wait)

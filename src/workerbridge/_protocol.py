@@ -236,7 +236,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     if version != VERSION:
         raise ProtocolError(f"incompatible protocol version {version!r} (expected {VERSION})")
     kind = obj.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ProtocolError(f"unknown frame kind {kind!r}")
     fid = obj.get("id")
     if fid is not None and (not isinstance(fid, int) or isinstance(fid, bool)):

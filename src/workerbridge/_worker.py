@@ -267,6 +267,9 @@ class _Worker:
             except ProtocolError as exc:
                 self.send_error(None, exc)
                 continue
+            except Exception as exc:  # a decoder bug must not end the worker
+                self.send_error(None, ProtocolError(f"malformed frame: {type(exc).__name__}"))
+                continue
             self.run(frame)
 
     def cleanup(self) -> None:
