@@ -595,11 +595,6 @@ class Dispatcher:
                         if sample is not None and sample != req.last_progress:
                             req.last_progress = sample
                             progress.append((req, Progress(*sample)))
-                wait: float | None = None
-                if self._deadlines:
-                    wait = max(0.0, self._deadlines[0][0] - now)
-                if self._watched:
-                    wait = PROGRESS_INTERVAL if wait is None else min(wait, PROGRESS_INTERVAL)
             for req in timeouts:
                 if req.token is not None and req.token_handle is not None:
                     req.token._remove_callback(req.token_handle)
@@ -622,7 +617,18 @@ class Dispatcher:
                 if self._is_closed():
                     return
                 if not (timeouts or kills or progress or token_cancels):
-                    self._sup_wake.wait(wait)
+                    # computed afresh under this hold of the lock: a submit that pushed a
+                    # deadline while the lock was released above notified nobody
+                    self._sup_wake.wait(self._next_wake(time.monotonic()))
+
+    def _next_wake(self, now: float) -> float | None:
+        """Under the lock: how long the supervisor may sleep (``None``: until notified)."""
+        wait: float | None = None
+        if self._deadlines:
+            wait = max(0.0, self._deadlines[0][0] - now)
+        if self._watched:
+            wait = PROGRESS_INTERVAL if wait is None else min(wait, PROGRESS_INTERVAL)
+        return wait
 
     def _is_closed(self) -> bool:
         return self._closed

@@ -876,27 +876,6 @@ def mutate(data: bytes, rng: random.Random, corpus: list[bytes]) -> bytes:
     return bytes(out)
 
 
-KNOWN_UNHASHABLE_KIND = "known bug: decode_frame raises TypeError for an unhashable kind"
-
-
-def known_frame_bug(data: bytes, exc: BaseException) -> str | None:
-    """The known-bug label if ``exc`` from ``decode_frame(data)`` is the reported bug.
-
-    ``decode_frame`` tests ``kind not in KINDS`` (a frozenset) before checking
-    the type, so a frame whose ``kind`` is a list or a map raises
-    :exc:`TypeError` instead of :exc:`ProtocolError` (and kills a worker).
-    """
-    if not isinstance(exc, TypeError) or "unhashable" not in str(exc):
-        return None
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception:
-        return None
-    if isinstance(obj, dict) and isinstance(obj.get("kind"), list | dict):
-        return KNOWN_UNHASHABLE_KIND
-    return None
-
-
 def _resolver(i: int) -> object:
     if 0 <= i < 2:
         return b"buffer"
@@ -925,11 +904,8 @@ def fuzz_frames(inputs: int = 6_000, hypothesis: int = 300, seed: int = 1) -> di
         except wb.ProtocolError:
             outcomes[f"{what}:ProtocolError"] += 1
         except Exception as exc:
-            if what == "decode_frame" and known_frame_bug(data, exc):
-                outcomes[f"{what}:KNOWN-BUG TypeError (unhashable kind)"] += 1
-            else:
-                outcomes[f"{what}:{type(exc).__name__}"] += 1
-                failures.append(f"{what} raised {type(exc).__name__}: {exc!r} on {data[:64]!r}")
+            outcomes[f"{what}:{type(exc).__name__}"] += 1
+            failures.append(f"{what} raised {type(exc).__name__}: {exc!r} on {data[:64]!r}")
         slowest = max(slowest, time.perf_counter() - t0)
 
     def decode_all(data: bytes) -> None:
@@ -977,14 +953,13 @@ def fuzz_frames(inputs: int = 6_000, hypothesis: int = 300, seed: int = 1) -> di
         finally:
             os.close(r)
     mutated_elapsed = time.monotonic() - start
-    hyp, hyp_known = _hypothesis_frames(hypothesis, failures) if hypothesis else (0, 0)
+    hyp = _hypothesis_frames(hypothesis, failures) if hypothesis else 0
     figures = {
         "mutated_frames": inputs,
         "mutated_payloads": inputs,
         "reader_streams": streams,
         "reader_frames": reader_frames,
         "hypothesis_examples": hyp,
-        "hypothesis_known_bug_hits": hyp_known,
         "total_inputs": 2 * inputs + reader_frames + hyp,
         "outcomes": dict(sorted(outcomes.items())),
         "slowest_input_ms": round(slowest * 1000, 3),
@@ -1006,13 +981,12 @@ def _write_all(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-def _hypothesis_frames(examples: int, failures: list[str]) -> tuple[int, int]:
+def _hypothesis_frames(examples: int, failures: list[str]) -> int:
     """Generated frames (structured maps and raw bytes) through decode_frame."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     count = [0]
-    known = [0]
     ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what msgpack can encode
     leaf = st.one_of(
         st.none(),
@@ -1061,10 +1035,6 @@ def _hypothesis_frames(examples: int, failures: list[str]) -> tuple[int, int]:
                 _protocol.unpack_payload(frame.payload, _resolver)
         except wb.ProtocolError:
             pass
-        except TypeError as exc:
-            if not known_frame_bug(data, exc):
-                raise
-            known[0] += 1
 
     @cfg
     @given(frames)
@@ -1083,7 +1053,7 @@ def _hypothesis_frames(examples: int, failures: list[str]) -> tuple[int, int]:
             failures.append(f"hypothesis {test.__name__}: {type(exc).__name__}: {exc}")
             if isinstance(exc, BaseExceptionGroup):
                 failures.extend(f"  {type(e).__name__}: {e}" for e in exc.exceptions)
-    return count[0], known[0]
+    return count[0]
 
 
 class _ReportCounter(logging.Handler):
@@ -1147,11 +1117,6 @@ def fuzz_channel(frames: int = 3_000, batch: int = 500, seed: int = 5) -> dict[s
                             frame = _protocol.decode_frame(data)
                         except wb.ProtocolError:
                             chunk.append(data)
-                            continue
-                        except TypeError as exc:
-                            if not known_frame_bug(data, exc):
-                                raise
-                            skipped["known bug: would kill the worker"] += 1
                             continue
                         if frame.kind in (_protocol.REQUEST, _protocol.SHUTDOWN):
                             skipped[frame.kind] += 1
@@ -2118,21 +2083,28 @@ def soak(
 
 
 def close_race_trial(
-    rng: random.Random, wait: bool, cancel_pending: bool, spin: bool
+    rng: random.Random, wait: bool, cancel_pending: bool, spins: int
 ) -> dict[str, Any]:
-    """One close() from another thread while tasks run, wait, time out and get cancelled."""
+    """One close() from another thread while tasks run, wait, time out and get cancelled.
+
+    The two workers start on two long tasks: ``spins`` of them (0-2) are
+    non-cooperative loops that time out after 0.3 s and get their worker
+    killed, the others cooperative ones that finish or stop on their flag.
+    """
     bridge = new_bridge(workers=2, max_queue=100_000)
     tasks: list[Any] = []
     tlock = threading.Lock()
     stop = threading.Event()
-    result: dict[str, Any] = {"wait": wait, "cancel_pending": cancel_pending, "spin": spin}
+    result: dict[str, Any] = {"wait": wait, "cancel_pending": cancel_pending, "spins": spins}
     try:
         bridge.run("rel", "echo", 0, timeout=60)
-        tasks.append(bridge.submit("rel", "coop", {"poll": 0.002, "limit": 0.4}))
-        if spin:  # a non-cooperative loop that will time out and be killed
-            tasks.append(bridge.submit("rel", "spin", timeout=0.3))
-        else:  # a cooperative one that times out and stops on its flag
-            tasks.append(bridge.submit("rel", "coop", {"poll": 0.002, "limit": 5}, timeout=0.3))
+        for j in range(2):
+            if j < spins:  # a non-cooperative loop that will time out and be killed
+                tasks.append(bridge.submit("rel", "spin", timeout=0.3))
+            elif j == 0:  # cooperative, finishes by itself
+                tasks.append(bridge.submit("rel", "coop", {"poll": 0.002, "limit": 0.4}))
+            else:  # cooperative, times out and stops on its flag
+                tasks.append(bridge.submit("rel", "coop", {"poll": 0.002, "limit": 5}, timeout=0.3))
         for i in range(60):
             tasks.append(
                 bridge.submit(
@@ -2211,10 +2183,9 @@ def close_race_trial(
 def shutdown_races(trials: int = 8, seed: int = 17) -> dict[str, Any]:
     """Random close() races from another thread; every future must be resolved at close.
 
-    ``close(wait=True, cancel_pending=False)`` is run with at most one
-    non-cooperative task so that one worker survives the drain; the case
-    where the last worker dies during such a drain is a known bug with its own
-    xfail test (``test_drain_close_after_last_worker_killed``).
+    Each trial takes the next of the four ``(wait, cancel_pending)``
+    combinations and 0, 1 or 2 non-cooperative tasks (with two, both workers
+    can die during a draining close).
     """
     rng = random.Random(seed)
     failures: list[str] = []
@@ -2224,7 +2195,7 @@ def shutdown_races(trials: int = 8, seed: int = 17) -> dict[str, Any]:
     with ChildTracker() as tracker:
         for i in range(trials):
             wait, cancel_pending = combos[i % len(combos)]
-            r = close_race_trial(rng, wait, cancel_pending, spin=rng.random() < 0.5)
+            r = close_race_trial(rng, wait, cancel_pending, spins=rng.randrange(3))
             rows.append(r)
             if r["deadlock"]:
                 failures.append(f"close() deadlocked: {r}")
@@ -2447,13 +2418,12 @@ def headline(result: dict[str, Any]) -> list[tuple[str, str]]:
             ("timeout deadline -> flag seen", _s(f["deadline_to_flag_seen_ms"], "ms")),
         ]
     elif name == "fuzz_frames":
-        known = sum(v for k, v in f["outcomes"].items() if "KNOWN-BUG" in k)
+        untyped = sum(
+            v for k, v in f["outcomes"].items() if not k.endswith(("ProtocolError", "accepted"))
+        )
         rows = [
             ("inputs (mutated frames + payloads + streams + hypothesis)", str(f["total_inputs"])),
-            (
-                "untyped errors (known bug: unhashable kind)",
-                str(known + f["hypothesis_known_bug_hits"]),
-            ),
+            ("errors other than ProtocolError", str(untyped)),
             ("slowest input", f"{f['slowest_input_ms']} ms"),
         ]
     elif name == "fuzz_channel":
