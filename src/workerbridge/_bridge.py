@@ -438,6 +438,16 @@ class WorkerBridge:
         cancel_pending
             ``True``: queued tasks fail with :exc:`~workerbridge.PoolClosedError`
             at once.  ``False`` (with ``wait=True``): they run first.
+
+        Notes
+        -----
+        Two places cannot wait: a done callback or ``on_progress`` callback
+        (they run on the bridge's own result threads, which would be waiting
+        on themselves) and a signal handler that interrupted a call into the
+        bridge.  From there :meth:`close` stops accepting tasks (and, with
+        ``cancel_pending``, fails the queued ones) at once, finishes the rest
+        on a separate ``workerbridge-close`` thread, and returns without
+        waiting.  A later :meth:`close` from an ordinary thread waits for it.
         """
         if self._forked or self._pid != os.getpid():
             return

@@ -73,7 +73,26 @@ RESTART_BUDGET: Final = 10
 RESTART_WINDOW: Final = 60.0
 
 QUEUED, RUNNING, STOPPING, DONE = "queued", "running", "stopping", "done"
-SlotState = Literal["starting", "idle", "busy", "stopping", "dead"]
+#: ``finishing``: the slot's task answered and its future's callbacks are running; the
+#: slot takes its next task only after them, so a callback that closes the bridge never
+#: waits on a task already handed to its own thread.
+SlotState = Literal["starting", "idle", "busy", "finishing", "stopping", "dead"]
+
+_internal = threading.local()
+
+
+def mark_internal_thread() -> None:
+    """Mark the calling thread as one the bridge needs to make progress.
+
+    Worker lanes' result threads and the supervisor call this first: a
+    ``close(wait=True)`` from one of them (a done callback or ``on_progress``)
+    cannot wait there for work that this very thread must deliver.
+    """
+    _internal.active = True
+
+
+def _on_internal_thread() -> bool:
+    return bool(getattr(_internal, "active", False))
 
 
 @dataclass(eq=False)
@@ -160,6 +179,8 @@ class _SlotRecord:
     heap: list[tuple[tuple[int, float, int], Request]] = field(default_factory=list)
     killed: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    #: a lane of the backend given up by a fallback switch: replaced once its task ends
+    retire: bool = False
 
 
 class Dispatcher:
@@ -176,7 +197,9 @@ class Dispatcher:
         fallback: str,
         make_fallback: Callable[[], Backend] | None,
     ) -> None:
-        self._lock = threading.Lock()
+        # Reentrant only so that close() can tell it was called from a signal handler that
+        # interrupted this thread inside the lock (it then closes from another thread).
+        self._lock = threading.RLock()
         self._room = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         self._sup_wake = threading.Condition(self._lock)
@@ -203,6 +226,9 @@ class Dispatcher:
         self._room_waiters: list[Callable[[], None]] = []
         self._drain = False
         self._closed_event = threading.Event()
+        self._close_requested = False  # set by a deferred close before it gets the lock
+        self._retiring = 0  # lanes of a backend given up by a fallback switch, still busy
+        self._retirers: list[threading.Thread] = []
         # statistics
         self._submitted = 0
         self._completed = 0
@@ -227,7 +253,7 @@ class Dispatcher:
 
     @property
     def closed(self) -> bool:
-        return self._closed or self._closing
+        return self._closed or self._closing or self._close_requested
 
     # -- submission -------------------------------------------------------------------
 
@@ -333,7 +359,7 @@ class Dispatcher:
             return self._queued < self._max_queue or any(r.state == "idle" for r in self._slots)
 
     def _check_open(self) -> None:
-        if self._closed or self._closing:
+        if self._closed or self._closing or self._close_requested:
             raise PoolClosedError("the bridge is closed")
         if self._broken is not None:
             raise BrokenPoolError(self._broken)
@@ -479,7 +505,7 @@ class Dispatcher:
             if req is None or req.id != task_id:
                 return
             rec.current = None
-            rec.state = "idle"
+            rec.state = "finishing"
             rec.busy_seconds += now - req.started
             if req.state == RUNNING:
                 req.state = DONE
@@ -493,9 +519,15 @@ class Dispatcher:
                     self._failed += 1
                     rec.failed += 1
                 finish = req
-            start = self._take_next(slot.index)
         if finish is not None:
             self._finish(finish, ok, value, slot)
+        with self._lock:
+            if rec.slot is slot and rec.state == "finishing":
+                if rec.retire:
+                    self._replace_retired(rec)
+                else:
+                    rec.state = "idle"
+                    start = self._take_next(slot.index)
         if start is not None:
             self._start(start)
 
@@ -563,6 +595,7 @@ class Dispatcher:
             self._sup_wake.notify()
 
     def _supervise(self) -> None:
+        mark_internal_thread()
         while True:
             timeouts: list[Request] = []
             kills: list[Slot] = []
@@ -664,6 +697,10 @@ class Dispatcher:
             rec.state = "dead"
             intentional = rec.killed
             rec.killed = False
+            if rec.retire:  # a lane of the backend a fallback switch gave up
+                rec.retire = False
+                self._retiring -= 1
+                self._idle.notify_all()
             if req is not None:
                 rec.busy_seconds += now - req.started
                 if req.state == RUNNING:
@@ -717,25 +754,64 @@ class Dispatcher:
         if not self._closing and broken is not None:
             self._break(broken)
 
+    def _replace_retired(self, rec: _SlotRecord) -> None:
+        """Under the lock: a retiring lane finished its task; put a current one in its place."""
+        rec.retire = False
+        self._retiring -= 1
+        self._idle.notify_all()  # wakes the retire thread (and a waiting close)
+        if self._closing:
+            rec.state = "idle"  # close() stops it with the others
+            return
+        index = self._slots.index(rec)
+        rec.slot = self._backend.new_slot(index, self)
+        rec.state = "starting"
+        rec.started_at = time.monotonic()
+
+    def _retire(self, old: Backend, idle: list[Slot], busy: list[Slot]) -> None:
+        """The retire thread of a fallback switch: stop the old backend's lanes, then free it.
+
+        Lanes that were idle stop at once; busy ones once their task has ended
+        (``_retiring`` reaches 0) or the bridge closes.  The backend's shared
+        memory is released only after every lane's thread is gone.
+        """
+        for slot in idle:
+            with contextlib.suppress(Exception):
+                slot.shutdown(False)
+        with self._lock:
+            self._idle.wait_for(lambda: self._retiring == 0 or self._closing)
+        for slot in busy:
+            with contextlib.suppress(Exception):
+                slot.shutdown(False)
+        old.close()
+
     def _break(self, reason: str) -> None:
         if self._fallback == "auto" and self._make_fallback is not None:
             logger.warning("worker pool broken (%s): falling back to in-process execution", reason)
             old = self._backend
             backend = self._make_fallback()
+            idle: list[Slot] = []
+            busy: list[Slot] = []
             with self._lock:
                 self._backend = backend
                 self._crashes.clear()
-                olds = [r.slot for r in self._slots]
                 for i, rec in enumerate(self._slots):
                     if rec.state in ("starting", "idle", "dead"):
+                        idle.append(rec.slot)
                         rec.slot = backend.new_slot(i, self)
                         rec.state = "starting"
-            for s in olds:
-                try:
-                    s.shutdown(False)
-                except Exception:  # pragma: no cover - defensive
-                    pass
-            old.close()
+                    elif not rec.retire:
+                        # a healthy worker in the middle of a task finishes it first
+                        busy.append(rec.slot)
+                        rec.retire = True
+                        self._retiring += 1
+                retire = threading.Thread(
+                    target=self._retire,
+                    args=(old, idle, busy),
+                    name="workerbridge-retire",
+                    daemon=True,
+                )
+                self._retirers.append(retire)
+            retire.start()
             return
         failed: list[Request] = []
         with self._lock:
@@ -758,9 +834,18 @@ class Dispatcher:
     # -- shutdown ---------------------------------------------------------------------
 
     def close(self, wait: bool = True, cancel_pending: bool = True) -> None:
-        """Close: fail or drain the queue, stop the slots, stop the supervisor."""
+        """Close: fail or drain the queue, stop the slots, stop the supervisor.
+
+        Called where it cannot wait -- a signal handler that interrupted this
+        thread inside the dispatcher's lock, or (with ``wait``) a callback running
+        on a thread that delivers results -- the part that would wait runs on a
+        ``workerbridge-close`` thread and this call returns without waiting.
+        """
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            self._close_requested = True  # later submits fail at once
+            self._close_elsewhere(self.close, wait, cancel_pending)
+            return
         pending: list[Request] = []
-        running: list[Request] = []
         with self._lock:
             if self._closing:
                 already = True
@@ -779,13 +864,27 @@ class Dispatcher:
                     for rec in self._slots:
                         rec.heap.clear()
                 self._room.notify_all()
+                self._idle.notify_all()  # a retire thread waiting for busy lanes
                 if self._room_waiters:
                     self._notify_room()
         if already:
-            self._join_closed()
+            if not _on_internal_thread():
+                self._join_closed()
             return
         for req in pending:
             self._finish(req, False, PoolClosedError("the bridge was closed"), None)
+        if wait and _on_internal_thread():
+            self._close_elsewhere(self._close_rest, wait)
+        else:
+            self._close_rest(wait)
+
+    @staticmethod
+    def _close_elsewhere(fn: Callable[..., None], *args: bool) -> None:
+        threading.Thread(target=fn, args=args, name="workerbridge-close", daemon=True).start()
+
+    def _close_rest(self, wait: bool) -> None:
+        """The waiting part of :meth:`close`: drain or stop, then release everything."""
+        running: list[Request] = []
         if wait:
             with self._lock:
                 self._idle.wait_for(
@@ -838,6 +937,8 @@ class Dispatcher:
             self._sup_wake.notify_all()
         if self._supervisor is not threading.current_thread():
             self._supervisor.join()
+        for retire in self._retirers:
+            retire.join()
         self._backend.close()
         self._closed_event.set()
 

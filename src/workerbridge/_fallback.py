@@ -24,6 +24,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._dispatcher import mark_internal_thread
 from ._execute import run_request
 from ._protocol import unpack_payload
 from ._registry import Context
@@ -89,6 +90,7 @@ class ThreadSlot:
         return {"pid": None, "thread": self._thread.name}
 
     def _run(self) -> None:
+        mark_internal_thread()
         self._dispatcher.slot_ready(self)
         while True:
             req = self._queue.get()

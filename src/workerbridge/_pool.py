@@ -37,6 +37,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._atomic import atomic_array
+from ._dispatcher import mark_internal_thread
 from ._errors import ProtocolError
 from ._protocol import (
     ERROR,
@@ -198,6 +199,7 @@ class WorkerProcess:
             raise ProtocolError(f"expected a ready frame, got {frame.kind!r}")
 
     def _life(self) -> None:
+        mark_internal_thread()
         starting = True
         try:
             with self._life_lock:

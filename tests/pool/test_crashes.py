@@ -114,3 +114,37 @@ def test_handlers_module_list_is_enforced(pool: wb.WorkerBridge) -> None:
     with pytest.raises(wb.ValidationError, match="handlers="):
         pool.submit("t_local", "nope")
     assert HANDLERS == ["wbtest_handlers"]
+
+
+def test_fallback_switch_lets_a_healthy_busy_worker_finish() -> None:
+    """When crashes exhaust the restart budget, a worker still busy is not killed.
+
+    Its task completes with its result; the lane moves to the in-process backend
+    afterwards, and the old pool's shared memory is released then.
+    """
+    import time
+
+    with wb.WorkerBridge(workers=2, handlers=HANDLERS, fallback="auto") as bridge:
+        busy = bridge.submit("t", "coop", {"steps": 400, "delay": 0.01})
+        deadline = time.monotonic() + 30
+        while not busy.running() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        kills = 0
+        while bridge.mode == "pool" and kills < 40 and time.monotonic() < deadline:
+            victim = next(
+                (w for w in bridge.stats().workers if w.current_task is None and w.pid), None
+            )
+            if victim is None or victim.state != "idle":
+                time.sleep(0.005)
+                continue
+            os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            kills += 1
+            while time.monotonic() < deadline and bridge.mode == "pool":
+                now = {w.index: w.pid for w in bridge.stats().workers}
+                if now[victim.index] != victim.pid:
+                    break
+                time.sleep(0.005)
+        assert bridge.mode == "inprocess", kills
+        assert not busy.done()  # the switch happened while it was running
+        assert busy.result(timeout=30) == 400
+        assert bridge.run("t", "add", {"a": 2, "b": 3}, timeout=30) == 5

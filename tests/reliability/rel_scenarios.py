@@ -2280,6 +2280,9 @@ _SIGNAL_SCRIPT = textwrap.dedent(
     end = time.monotonic() + 10
     while not closed and time.monotonic() < end:
         time.sleep(0.01)
+    # a close() that interrupted a bridge call finishes on another thread: give it a moment
+    while any(not t.done() for t in tasks) and time.monotonic() < end:
+        time.sleep(0.01)
     unresolved = sum(not t.done() for t in tasks)
     dog.cancel()
     print(json.dumps({"closed": bool(closed), "close_s": closed[0] if closed else None,

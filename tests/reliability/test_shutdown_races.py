@@ -36,14 +36,6 @@ def test_close_from_a_signal_handler_while_the_main_thread_waits() -> None:
     assert row["unresolved"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: Dispatcher.close() takes the non-reentrant dispatcher lock; a signal "
-        "handler that runs while the main thread holds it (inside submit, cancel or "
-        "stats) deadlocks -- _dispatcher.py close() `with self._lock`"
-    ),
-)
 def test_close_from_a_signal_handler_inside_the_dispatcher_lock() -> None:
     row = S.signal_close_once("in-lock", limit=3)
     record({"scenario": "signal_close[in-lock]", "figures": row, "failures": []})
@@ -103,15 +95,6 @@ def test_close_without_waiting_from_a_done_callback() -> None:
     assert row["unresolved"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: close(wait=True) from a done callback deadlocks when tasks are queued: "
-        "on_result() already assigned the next queued task to the callback's worker and "
-        "starts it only after _finish() returns, while close() waits for it "
-        "(_dispatcher.py on_result/_finish/close)"
-    ),
-)
 def test_close_from_a_done_callback_with_queued_tasks() -> None:
     row = _callback_close("wait")
     assert row.get("closed") is True, row
