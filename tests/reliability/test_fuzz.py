@@ -64,13 +64,6 @@ def test_worker_survives_a_frame_with_an_unhashable_kind() -> None:
         bridge.close(wait=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue: file/assemble (bridges/_parts.commit) does not refuse a part that is its "
-        "own tmp file; appending the file to itself grows it until the task's timeout"
-    ),
-)
 def test_assemble_refuses_its_own_tmp_among_the_parts(tmp_path: os.PathLike[str]) -> None:
     tmp = os.path.join(tmp_path, "tmp")
     other = os.path.join(tmp_path, "other")
@@ -89,5 +82,22 @@ def test_assemble_refuses_its_own_tmp_among_the_parts(tmp_path: os.PathLike[str]
         }
         with pytest.raises((wb.ValidationError, wb.IntegrityError)):
             bridge.run("file", "assemble", payload, timeout=1)
+    finally:
+        bridge.close(wait=False)
+
+
+def test_assemble_refuses_its_destination_among_the_parts(tmp_path: os.PathLike[str]) -> None:
+    tmp = os.path.join(tmp_path, "tmp")
+    dst = os.path.join(tmp_path, "dst")
+    for path, data in ((tmp, b""), (dst, b"z" * 10)):
+        with open(path, "wb") as f:
+            f.write(data)
+    bridge = S.new_bridge(workers=1)
+    try:
+        payload = {"tmp": tmp, "dst": dst, "mode": 0o600, "size": 10, "parts": [dst]}
+        with pytest.raises(wb.ValidationError, match="destination"):
+            bridge.run("file", "assemble", payload, timeout=5)
+        with open(dst, "rb") as f:
+            assert f.read() == b"z" * 10  # untouched
     finally:
         bridge.close(wait=False)

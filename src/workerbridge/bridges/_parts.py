@@ -214,15 +214,26 @@ def commit(tmp: str, dst: str, mode: int, size: int, parts: Sequence[str], ctx: 
     ------
     IntegrityError
         The assembled file does not have ``size`` bytes (a part went missing).
+    ValidationError
+        A part is ``dst`` or the temporary file itself; nothing was written.
     TaskCancelledError
         Cancelled before the rename; ``dst`` untouched.
     """
+    dst_real = os.path.realpath(dst)
+    if any(os.path.realpath(part) == dst_real for part in parts):
+        raise ValidationError(f"assembling {dst!r}: the destination is listed among the parts")
     fd = os.open(tmp, os.O_WRONLY | os.O_CLOEXEC)
     try:
+        out = os.fstat(fd)
         offset = 0
         for part in parts:
             src_fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
             try:
+                st = os.fstat(src_fd)
+                if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+                    raise ValidationError(
+                        f"assembling {dst!r}: a part is the output's own temporary file"
+                    )
                 offset += _copy_into(src_fd, fd, offset, ctx)
             finally:
                 os.close(src_fd)
