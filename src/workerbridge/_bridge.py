@@ -266,6 +266,34 @@ class WorkerBridge:
         BrokenPoolError
             The pool broke and ``fallback="never"``.
         """
+        return self._submit(
+            channel,
+            op,
+            payload,
+            timeout=timeout,
+            priority=priority,
+            cancel=cancel,
+            on_progress=on_progress,
+            affinity=affinity,
+            retries=retries,
+            block=block,
+        )
+
+    def _submit(
+        self,
+        channel: str,
+        op: str,
+        payload: object = None,
+        *,
+        timeout: float | None = None,
+        priority: int = 0,
+        cancel: CancellationToken | None = None,
+        on_progress: Callable[[Progress], object] | None = None,
+        affinity: object = None,
+        retries: int = 0,
+        block: bool | float = False,
+        direct: bool = False,
+    ) -> Task[Any]:
         self._check_usable()
         entry = lookup(channel, op)
         if not (
@@ -315,6 +343,7 @@ class WorkerBridge:
                 affinity=affinity,
                 retries=retries,
                 block=block,
+                direct=direct,
             )
         except BaseException:
             for hb in handed:
@@ -336,8 +365,9 @@ class WorkerBridge:
         cancellation :exc:`~workerbridge.TaskCancelledError`.  If the waiting
         thread is interrupted (``KeyboardInterrupt``), the task is cancelled.
         """
-        task = self.submit(channel, op, payload, **options)
+        task = self._submit(channel, op, payload, direct=True, **options)
         try:
+            self._dispatcher.wait_direct(task)
             return task.result()
         except BaseException:
             task.cancel()

@@ -121,6 +121,9 @@ class Request:
     token_handle: object = None
     last_progress: tuple[int, int] | None = None
     home: int | None = None
+    #: started at once for a caller that reads the answer itself (see ``wait_direct``)
+    direct: bool = False
+    lane: Slot | None = None
 
     def sort_key(self) -> tuple[int, float, int]:
         return (
@@ -146,6 +149,9 @@ class Slot(Protocol):
 
     def kill(self) -> None:
         """Stop by force whatever runs; the slot then reports itself dead."""
+
+    def read_direct(self, req: Request) -> None:
+        """Read ``req``'s answer on the calling thread (only for ``req.direct`` tasks)."""
 
     def shutdown(self, wait: bool) -> None:
         """Stop after the current task (``wait``) or at once, and release resources."""
@@ -271,8 +277,14 @@ class Dispatcher:
         affinity: object,
         retries: int,
         block: bool | float,
+        direct: bool = False,
     ) -> Task[Any]:
-        """Queue or start one task; see :meth:`WorkerBridge.submit`."""
+        """Queue or start one task; see :meth:`WorkerBridge.submit`.
+
+        ``direct``: the caller will wait for the result at once (``run()``); if the
+        task starts right away on a worker process, its answer comes back on that
+        worker's direct pipe for :meth:`wait_direct` to read, without a thread hop.
+        """
         if timeout is None:
             timeout = self._default_timeout
         now = time.monotonic()
@@ -324,6 +336,9 @@ class Dispatcher:
             if affinity is not None:
                 req.home = self._home_for(affinity)
             start = self._place(req)
+            if direct and start is req and self._backend.mode == "pool":
+                req.direct = True
+                req.lane = self._slots[req.slot].slot  # type: ignore[index]
             if req.deadline is not None or cancel is not None or on_progress is not None:
                 self._sup_wake.notify()
         if cancel is not None:
@@ -335,6 +350,16 @@ class Dispatcher:
         if start is not None:
             self._start(start)
         return task
+
+    def wait_direct(self, task: Task[Any]) -> None:
+        """For a ``direct`` task: read its answer on this thread, if it is still running.
+
+        Returns when the task is resolved, or stopped (timeout, cancellation,
+        close), or its worker died; the caller then waits on ``task`` as usual.
+        """
+        req = self._tasks.get(task.id)
+        if req is not None and req.direct and req.lane is not None:
+            req.lane.read_direct(req)
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block until the queue has room (or ``timeout`` passes); ``False`` on timeout."""
@@ -707,6 +732,8 @@ class Dispatcher:
                     if req.retries > 0 and not self._closing:
                         req.retries -= 1
                         req.slot = None
+                        req.direct = False  # whoever starts it again is not its caller
+                        req.lane = None
                         req.task._started = False
                         req.state = QUEUED
                         self._queued += 1

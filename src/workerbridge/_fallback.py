@@ -75,6 +75,9 @@ class ThreadSlot:
         tid, cur, tot = self._progress
         return (cur, tot) if tid == task_id else None
 
+    def read_direct(self, req: Request) -> None:
+        """Never called: only worker processes take direct tasks."""
+
     def kill(self) -> None:
         # A thread cannot be stopped: abandon it and let the dispatcher replace the slot.
         self._abandoned = True

@@ -15,6 +15,9 @@ Data flow::
            response/error frames  <──────────────  result buffers in the worker's
                   (decoded here, copied out of        response arena wb_<wpid>_resp_*)
                    the arena, handed to the Dispatcher)
+           direct answers  <──────────────────────  a request started at once for a caller
+                  (read by that caller, in run())     blocked in run() carries d=true: the
+                                                      worker answers on the direct pipe
            EOF on the pipe → reap → exit code → Dispatcher.slot_dead → new lane
 
 A worker is stopped by force with SIGKILL (timeouts, ignored cancellation,
@@ -46,6 +49,7 @@ from ._protocol import (
     REQUEST,
     RESPONSE,
     SHUTDOWN,
+    Frame,
     FrameReader,
     decode_frame,
     encode_frame,
@@ -123,6 +127,17 @@ class WorkerProcess:
         self._wfd = -1
         self._rfd = -1
         self._lfd = -1
+        # The direct pipe: a caller blocked in run() reads its own answer from it, with no
+        # hop through this lane's thread.  The wake pipe interrupts that caller's poll when
+        # its task is stopped.
+        self._dfd = -1
+        self._wake_r = -1
+        self._wake_w = -1
+        self._direct_lock = threading.Lock()  # held by the caller reading the direct pipe
+        self._wake_lock = threading.Lock()  # the wake pipe's fds are not closed mid-write
+        self._direct_id = 0
+        self._dreader: FrameReader | None = None
+        self._poller: select.poll | None = None
         self._send_lock = threading.Lock()
         self._life_lock = threading.Lock()
         self._stop = False
@@ -140,6 +155,10 @@ class WorkerProcess:
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
         life_r, life_w = os.pipe()
+        d_r, d_w = os.pipe()
+        wake_r, wake_w = os.pipe()
+        for fd in (wake_r, wake_w):
+            os.set_blocking(fd, False)
         code = (
             "import sys; sys.path.insert(0, sys.argv[4]); "
             "from workerbridge._worker import main; main()"
@@ -154,22 +173,28 @@ class WorkerProcess:
                     str(c2p_w),
                     str(life_r),
                     _package_root(),
+                    str(d_w),
                 ],
-                pass_fds=(p2c_r, c2p_w, life_r),
+                pass_fds=(p2c_r, c2p_w, life_r, d_w),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
             )
         except BaseException:
-            for fd in (p2c_r, p2c_w, c2p_r, c2p_w, life_r, life_w):
+            for fd in (p2c_r, p2c_w, c2p_r, c2p_w, life_r, life_w, d_r, d_w, wake_r, wake_w):
                 os.close(fd)
             raise
-        finally:
-            pass
-        for fd in (p2c_r, c2p_w, life_r):
+        for fd in (p2c_r, c2p_w, life_r, d_w):
             os.close(fd)
         self._proc = proc
         self.pid = proc.pid
         self._wfd, self._rfd, self._lfd = p2c_w, c2p_r, life_w
+        with self._direct_lock:
+            self._dfd, self._wake_r, self._wake_w = d_r, wake_r, wake_w
+            self._dreader = FrameReader(d_r)
+            poller = select.poll()
+            poller.register(d_r, select.POLLIN)
+            poller.register(wake_r, select.POLLIN)
+            self._poller = poller
 
     def _handshake(self, reader: FrameReader) -> None:
         config = {
@@ -238,26 +263,78 @@ class WorkerProcess:
                 )
                 self.kill()
                 continue
+            self._answer(frame)
+
+    def _answer(self, frame: Frame) -> None:
+        """Hand a decoded response or error frame to the dispatcher."""
+        try:
+            if frame.kind == RESPONSE:
+                value = None
+                if frame.payload is not None:
+
+                    def resolve(i: int, table: list[list[Any]] = frame.bufs) -> object:
+                        return self._copy_out(table, i)
+
+                    value = unpack_payload(frame.payload, resolve)
+                self._dispatcher.on_result(self, frame.id, True, value)
+            elif frame.kind == ERROR:
+                record = unpack_payload(frame.payload or b"\xc0", lambda i: None)
+                failure = exception_from_record(record, frame.id)
+                self._dispatcher.on_result(self, frame.id, False, failure)
+            else:
+                raise ProtocolError(f"unexpected frame kind {frame.kind!r} from a worker")
+        except ProtocolError as exc:
+            logger.warning("worker %d sent a bad frame: %s", self.index, exc)
+            exc_for_task = ProtocolError(f"bad answer from worker {self.index}: {exc}")
+            self._dispatcher.on_result(self, frame.id, False, exc_for_task)
+
+    def read_direct(self, req: Request) -> None:
+        """Read ``req``'s answer from the direct pipe on the calling thread.
+
+        Returns once the task is resolved, stopped (timeout, cancellation,
+        close: the wake pipe interrupts the wait) or its worker is gone (end of
+        file; this lane's thread reports the death).  The caller then waits on
+        the task as usual.
+        """
+        with self._direct_lock:
+            poller, reader = self._poller, self._dreader
+            if poller is None or reader is None or self._dfd < 0:
+                return
+            dfd, wake = self._dfd, self._wake_r
+            self._direct_id = req.id
             try:
-                if frame.kind == RESPONSE:
-                    value = None
-                    if frame.payload is not None:
-
-                        def resolve(i: int, table: list[list[Any]] = frame.bufs) -> object:
-                            return self._copy_out(table, i)
-
-                        value = unpack_payload(frame.payload, resolve)
-                    self._dispatcher.on_result(self, frame.id, True, value)
-                elif frame.kind == ERROR:
-                    record = unpack_payload(frame.payload or b"\xc0", lambda i: None)
-                    failure = exception_from_record(record, frame.id)
-                    self._dispatcher.on_result(self, frame.id, False, failure)
-                else:
-                    raise ProtocolError(f"unexpected frame kind {frame.kind!r} from a worker")
-            except ProtocolError as exc:
-                logger.warning("worker %d sent a bad frame: %s", self.index, exc)
-                exc_for_task = ProtocolError(f"bad answer from worker {self.index}: {exc}")
-                self._dispatcher.on_result(self, frame.id, False, exc_for_task)
+                while req.state == "running" and not req.task.done():
+                    events = poller.poll()
+                    ready = False
+                    for fd, _ in events:
+                        if fd == wake:
+                            with contextlib.suppress(OSError):
+                                os.read(wake, 512)
+                        elif fd == dfd:
+                            ready = True
+                    if not ready:
+                        continue
+                    try:
+                        data = reader.read_frame()
+                    except (OSError, ProtocolError):
+                        return  # the worker died mid-frame: this lane's thread reports it
+                    if data is None:
+                        return
+                    try:
+                        frame = decode_frame(data)
+                    except ProtocolError as exc:
+                        logger.warning(
+                            "worker %d sent an undecodable frame (%s): replacing it",
+                            self.index,
+                            exc,
+                        )
+                        self.kill()
+                        return
+                    if frame.id != req.id:
+                        continue  # the late answer of an earlier direct task: already settled
+                    self._answer(frame)
+            finally:
+                self._direct_id = 0
 
     def _copy_out(self, table: list[list[Any]], index: int) -> bytes:
         if not 0 <= index < len(table):
@@ -289,6 +366,15 @@ class WorkerProcess:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._wfd = self._rfd = self._lfd = -1
+        # a caller reading the direct pipe has seen its end by now (the worker is gone)
+        with self._direct_lock, self._wake_lock:
+            for fd in (self._dfd, self._wake_r, self._wake_w):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._dfd = self._wake_r = self._wake_w = -1
+            self._poller = None
+            self._dreader = None
         if self._resp is not None:
             self._resp.close()
             self._resp = None
@@ -327,7 +413,9 @@ class WorkerProcess:
                 arena.buf[off : off + n] = view
                 table.append([arena.name, off, n])
                 off += _align(n)
-        frame = encode_frame(REQUEST, req.id, req.channel, req.op, req.payload, table)
+        frame = encode_frame(
+            REQUEST, req.id, req.channel, req.op, req.payload, table, direct=req.direct
+        )
         with self._send_lock:
             if self._wfd < 0:
                 raise BrokenPipeError("worker is gone")
@@ -335,6 +423,11 @@ class WorkerProcess:
 
     def cancel(self, task_id: int) -> None:
         self._ctl.store(self._base + W_CANCEL, task_id)
+        if self._direct_id == task_id:
+            with self._wake_lock:
+                if self._wake_w >= 0:
+                    with contextlib.suppress(OSError):  # full: a wake is pending anyway
+                        os.write(self._wake_w, b"!")
 
     def progress(self, task_id: int) -> tuple[int, int] | None:
         if self._ctl.load(self._base + W_PROG_ID) != task_id:

@@ -98,6 +98,8 @@ class Frame:
     op: str
     payload: bytes | None
     bufs: list[list[object]]
+    #: a request whose answer goes to the worker's direct pipe, read by the waiting caller
+    direct: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +205,7 @@ def encode_frame(
     op: str = "",
     payload: bytes | None = None,
     bufs: Sequence[Sequence[object]] = (),
+    direct: bool = False,
 ) -> bytes:
     """Encode one frame (without its length prefix); ``payload`` is already msgpack bytes."""
     frame: dict[str, object] = {
@@ -215,6 +218,8 @@ def encode_frame(
     }
     if bufs:
         frame["bufs"] = [list(b) for b in bufs]
+    if direct:
+        frame["d"] = True
     return msgpack.packb(frame, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -262,7 +267,10 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         raise ProtocolError("malformed frame: bad buffer table")
     if kind == REQUEST and (fid is None or not channel or not op):
         raise ProtocolError("malformed request: id, channel and op are required")
-    return Frame(kind, fid, channel, op, payload, bufs)
+    direct = obj.get("d", False)
+    if not isinstance(direct, bool):
+        raise ProtocolError("malformed frame: d is not a boolean")
+    return Frame(kind, fid, channel, op, payload, bufs, direct)
 
 
 def write_frame(fd: int, frame: bytes) -> None:

@@ -79,10 +79,11 @@ class _Control:
 
 
 class _Worker:
-    def __init__(self, rfd: int, wfd: int, lfd: int) -> None:
+    def __init__(self, rfd: int, wfd: int, lfd: int, dfd: int = -1) -> None:
         self.reader = FrameReader(rfd)
         self.wfd = wfd
         self.lfd = lfd
+        self.dfd = dfd  # the direct pipe: answers to requests whose caller reads them itself
         self.state: dict[Any, Any] = {}
         self.segments: dict[str, Any] = {}
         self.resp: Any = None
@@ -91,12 +92,15 @@ class _Worker:
         self.index = 0
         self.ppid = os.getppid()
 
-    def send(self, kind: str, task_id: int | None, payload: bytes | None, bufs: Any = ()) -> None:
-        write_frame(self.wfd, encode_frame(kind, task_id, payload=payload, bufs=bufs))
+    def send(
+        self, kind: str, task_id: int | None, payload: bytes | None, bufs: Any = (), fd: int = -1
+    ) -> None:
+        frame = encode_frame(kind, task_id, payload=payload, bufs=bufs)
+        write_frame(self.wfd if fd < 0 else fd, frame)
 
-    def send_error(self, task_id: int | None, exc: BaseException) -> None:
+    def send_error(self, task_id: int | None, exc: BaseException, fd: int = -1) -> None:
         packed, _ = pack_payload(error_record(exc, self.debug))
-        self.send(ERROR, task_id, packed)
+        self.send(ERROR, task_id, packed, fd=fd)
 
     def start(self) -> None:
         data = self.reader.read_frame()
@@ -215,16 +219,20 @@ class _Worker:
             ok, data, out = run_request(
                 frame.channel, frame.op, frame.payload, resolve, ctx, self.debug
             )
+            # A direct request's caller reads the answer from the direct pipe -- unless the
+            # task was stopped (its cancel word is set): then the caller has gone and the
+            # parent's reader thread must see the answer to free this worker.
+            fd = self.dfd if frame.direct and array.load(ctl.cancel) != task_id else self.wfd
             if ok:
                 try:
                     bufs = self.write_results(out)
                 except Exception as exc:
-                    self.send_error(task_id, exc)
+                    self.send_error(task_id, exc, fd=fd)
                 else:
-                    self.send(RESPONSE, task_id, data, bufs)
+                    self.send(RESPONSE, task_id, data, bufs, fd=fd)
             else:
                 packed, _ = pack_payload(data)
-                self.send(ERROR, task_id, packed)
+                self.send(ERROR, task_id, packed, fd=fd)
         finally:
             if table:
                 for view in views:
@@ -281,7 +289,7 @@ class _Worker:
 
 
 def main() -> None:
-    """Entry point of a worker process (``argv``: fd_in fd_out fd_lifeline).
+    """Entry point of a worker process (``argv``: fd_in fd_out fd_lifeline root fd_direct).
 
     With ``WORKERBRIDGE_PROFILE_DIR`` set, the worker runs under :mod:`cProfile`
     and writes ``worker-<pid>.prof`` there when it exits normally.
@@ -302,7 +310,8 @@ def main() -> None:
 def _main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rfd, wfd, lfd = (int(a) for a in sys.argv[1:4])
-    worker = _Worker(rfd, wfd, lfd)
+    dfd = int(sys.argv[5]) if len(sys.argv) > 5 else -1
+    worker = _Worker(rfd, wfd, lfd, dfd)
     try:
         try:
             worker.start()
