@@ -13,6 +13,8 @@ types and a caller the same result types and errors whichever way it ran.
 
 from __future__ import annotations
 
+import contextvars
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +22,27 @@ from ._protocol import pack_payload, unpack_payload
 from ._registry import Context, lookup
 from ._remote import error_record
 
-__all__ = ["Outcome", "run_request"]
+__all__ = ["TMP_TAG", "Outcome", "run_request", "set_owner", "tmp_tag"]
+
+#: The tag of the running request, ``wb<owner pid>-<task id>``: the temporary files
+#: of atomic outputs carry it, so the caller can remove those of a task whose
+#: worker was killed before it could clean up (see ``bridges._files.atomic_writer``).
+TMP_TAG: contextvars.ContextVar[str] = contextvars.ContextVar("workerbridge_tmp_tag", default="")
+
+_owner: list[int | None] = [None]  # None: this process (the in-process backend)
+
+
+def set_owner(pid: int) -> None:
+    """In a worker: the pid of the parent whose task ids the tags carry."""
+    _owner[0] = pid
+
+
+def tmp_tag(task_id: int, owner: int | None = None) -> str:
+    """The temporary-file tag of task ``task_id`` of the bridge in process ``owner``."""
+    if owner is None:
+        owner = _owner[0] or os.getpid()
+    return f"wb{owner}-{task_id}"
+
 
 #: ``(True, result_bytes, buffers)`` or ``(False, error_record, [])``.
 Outcome = tuple[bool, Any, list[Any]]
@@ -35,6 +57,7 @@ def run_request(
     debug: bool = False,
 ) -> Outcome:
     """Look up the handler, decode the payload, run, encode the result or the error."""
+    tag = TMP_TAG.set(tmp_tag(ctx.task_id))
     try:
         entry = lookup(channel, op)
         value = None if payload is None else unpack_payload(payload, resolve)
@@ -44,4 +67,6 @@ def run_request(
         if isinstance(exc, KeyboardInterrupt):
             raise
         return False, error_record(exc, debug), []
+    finally:
+        TMP_TAG.reset(tag)
     return True, packed, buffers

@@ -29,7 +29,7 @@ import sys
 from typing import Any
 
 from ._errors import ProtocolError
-from ._execute import run_request
+from ._execute import run_request, set_owner
 from ._protocol import (
     ERROR,
     HELLO,
@@ -115,6 +115,7 @@ class _Worker:
         self.debug = bool(config.get("debug", False))
         self.index = int(config["index"])
         self.ppid = int(config.get("ppid", self.ppid))
+        set_owner(self.ppid)
         for entry in reversed(config.get("sys_path", [])):
             if entry not in sys.path:
                 sys.path.insert(0, entry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -205,6 +206,17 @@ def test_nonce_fingerprint_is_one_way_and_distinguishing() -> None:
     assert len(variants) == 5
     assert key not in fp
     assert key[:8] not in fp
+
+
+def test_nonce_fingerprint_is_the_documented_digest() -> None:
+    """One-call hashing gives the digest of the length-prefixed fields, updated one by one."""
+    for algorithm, key in (("aes-gcm", bytes(range(16))), ("chacha20-poly1305", bytes(32))):
+        nonce, secret = bytes(range(12)), b"s" * 20
+        digest = hashlib.blake2b(digest_size=32, key=secret, person=b"wb-nonce-fp-v1")
+        for field in (algorithm.encode("ascii"), key, nonce):
+            digest.update(len(field).to_bytes(2, "big"))
+            digest.update(field)
+        assert _aead.nonce_fingerprint(key, nonce, algorithm, secret=secret) == digest.digest()
 
 
 def test_nonce_registry_refuses_reuse_across_threads() -> None:
@@ -560,6 +572,52 @@ def test_impossible_ciphertext_sizes() -> None:
     assert _aead.ciphertext_chunk_count(16, CHUNK) == 1
     assert _aead.ciphertext_chunk_count(SEALED, CHUNK) == 1
     assert _aead.ciphertext_chunk_count(SEALED + 17, CHUNK) == 2
+
+
+# --------------------------------------------------------------------------- cipher cache
+def test_cipher_cache_holds_no_key_and_stays_bounded() -> None:
+    cache = _aead._CipherCache()
+    keys = [bytes([i]) * 32 for i in range(_aead.CIPHER_CACHE_SIZE + 5)]
+    for key in keys:
+        assert cache.get(key, "aes-gcm") is cache.get(key, "aes-gcm")
+    assert len(cache) == _aead.CIPHER_CACHE_SIZE  # the oldest were dropped
+    stored = b"".join(cache._entries)
+    for key in keys:
+        assert key[:8] not in stored
+    # The same bytes under the other algorithm are another entry.
+    assert cache.get(keys[-1], "chacha20-poly1305") is not cache.get(keys[-1], "aes-gcm")
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_cached_ciphers_follow_the_callers_key_contents() -> None:
+    """A bytearray key changed in place gets the cipher of its new contents."""
+    key = bytearray(range(32))
+    first = _aead.encrypt(b"data", key)
+    key[0] ^= 0xFF
+    second = _aead.encrypt(b"data", key)
+    assert _aead.decrypt(second, bytes(key)) == b"data"
+    with pytest.raises(IntegrityError):
+        _aead.decrypt(second, bytes(range(32)))
+    assert _aead.decrypt(first, bytes(range(32))) == b"data"
+    # Large inputs never enter the cache.
+    _aead._CIPHERS.clear()
+    big = bytes(_aead.CIPHER_CACHE_MAX_INPUT + 1)
+    assert _aead.decrypt(_aead.encrypt(big, bytes(key)), bytes(key)) == big
+    assert len(_aead._CIPHERS) == 0
+    _aead.encrypt(b"small", bytes(key))
+    assert len(_aead._CIPHERS) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_an_empty_cipher_cache() -> None:
+    _aead.encrypt(b"x", bytes(32))
+    assert len(_aead._CIPHERS) > 0
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        os._exit(0 if len(_aead._CIPHERS) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # --------------------------------------------------------------------------- hashes, KDFs, keys

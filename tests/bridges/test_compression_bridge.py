@@ -25,7 +25,7 @@ import snappy
 import zstandard
 
 import workerbridge as wb
-from workerbridge.bridges import _codecs
+from workerbridge.bridges import _codecs, _frames
 from workerbridge.bridges._base import Tuning, split_ranges
 
 KIB = 1024
@@ -174,7 +174,7 @@ def test_parallel_split_is_one_stream_to_the_reference_tools(
     assert ranges is not None
     assert len(ranges) == 9
     # One frame or member per part, each the slice compressed alone.
-    assert blob == b"".join(_codecs.compress(data[o : o + n], codec) for o, n in ranges)
+    assert blob == b"".join(_codecs.compress_chunk(data[o : o + n], codec) for o, n in ranges)
     tool = shutil.which(codec)
     if tool is None:
         pytest.skip(f"the {codec} command is not installed")
@@ -283,3 +283,213 @@ def test_snappy_files_use_the_framing_format(bridge: wb.WorkerBridge, tmp_path: 
     out = io.BytesIO()
     snappy.stream_decompress(io.BytesIO((tmp_path / "out.sz").read_bytes()), out)
     assert out.getvalue() == data
+
+
+# --------------------------------------------------------------------------- parallel decompression
+
+# Inputs of 64 KiB and more are walked, outputs of 128 KiB and more split into runs of
+# whole frames holding at least 128 KiB each.
+PARALLEL = Tuning(inline_max=-1, split_per_worker=64 * KIB, part_size=128 * KIB)
+
+
+def chunks_of(data: bytes, codec: str, size: int) -> bytes:
+    """``data`` as independent frames or members of ``size`` bytes (as split compression makes)."""
+    return b"".join(
+        _codecs.compress_chunk(data[o : o + size], codec) for o in range(0, len(data), size)
+    )
+
+
+def submitted(bridge: wb.WorkerBridge) -> int:
+    return bridge.stats().submitted
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_multi_frame_bytes_decompress_in_parallel(bridge: wb.WorkerBridge, codec: str) -> None:
+    comp = bridge.compression
+    comp._tuning = PARALLEL
+    data = text(1 * MIB + 77, seed=20)
+    blob = chunks_of(data, codec, 128 * KIB)
+    before = submitted(bridge)
+    progress = Recorder()
+    assert comp.decompress(blob, codec, on_progress=progress) == data
+    assert submitted(bridge) - before == 9  # one task per frame
+    progress.check(len(blob))  # progress counts compressed bytes
+    assert comp.decompress(memoryview(blob), codec, max_output_size=len(data)) == data
+    assert _codecs.decompress(blob, codec) == data  # the serial engine agrees
+    comp._tuning = WORKER
+    before = submitted(bridge)
+    assert comp.decompress(blob, codec) == data
+    assert submitted(bridge) - before == 1
+
+
+def test_other_producers_decode_serially(bridge: wb.WorkerBridge) -> None:
+    comp = bridge.compression
+    comp._tuning = PARALLEL
+    data = text(700 * KIB, seed=21)
+    one_frame = zstandard.ZstdCompressor(level=3).compress(data)
+    members = gzip.compress(data[:300_000], mtime=0) + gzip.compress(data[300_000:], mtime=0)
+    for blob, codec in ((one_frame, "zstd"), (members, "gzip")):
+        before = submitted(bridge)
+        assert comp.decompress(blob, codec) == data
+        assert submitted(bridge) - before == 1
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command is not installed")
+def test_zstd_cli_frames_decompress_in_parallel(bridge: wb.WorkerBridge, tmp_path: Path) -> None:
+    """Frames the ``zstd`` tool wrote (one per file, concatenated) are split like ours."""
+    comp = bridge.compression
+    comp._tuning = PARALLEL
+    pieces = [text(200 * KIB, seed=30 + i) for i in range(4)]
+    frames = []
+    for i, piece in enumerate(pieces):
+        (tmp_path / f"p{i}").write_bytes(piece)
+        run = subprocess.run(
+            ["zstd", "-q", "-c", "-3", str(tmp_path / f"p{i}")], capture_output=True, check=True
+        )
+        frames.append(run.stdout)
+    blob = b"".join(frames)
+    before = submitted(bridge)
+    assert comp.decompress(blob) == b"".join(pieces)
+    assert submitted(bridge) - before == 4
+    (tmp_path / "all.zst").write_bytes(blob)
+    comp.decompress_file(tmp_path / "all.zst", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b"".join(pieces)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_parallel_output_is_read_by_the_reference_tools(
+    bridge: wb.WorkerBridge, codec: str, tmp_path: Path
+) -> None:
+    comp = bridge.compression
+    comp._tuning = SPLIT
+    data = text(1 * MIB, seed=22)
+    blob = comp.compress(data, codec)
+    tool = shutil.which(codec)
+    if tool is None:
+        pytest.skip(f"the {codec} command is not installed")
+    out = subprocess.run([tool, "-d", "-c"], input=blob, capture_output=True, check=True)
+    assert out.stdout == data
+    # and the tool's own output still decodes (serially when it is one frame or member)
+    packed = subprocess.run([tool, "-c"], input=data, capture_output=True, check=True).stdout
+    comp._tuning = PARALLEL
+    assert comp.decompress(packed, codec) == data
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_max_output_size_counts_every_frame(
+    bridge: wb.WorkerBridge, codec: str, tmp_path: Path
+) -> None:
+    comp = bridge.compression
+    comp._tuning = PARALLEL
+    data = text(1 * MIB, seed=23)
+    blob = chunks_of(data, codec, 128 * KIB)
+    src = tmp_path / "src"
+    src.write_bytes(blob)
+    before = submitted(bridge)
+    with pytest.raises(wb.ValidationError, match=f"max_output_size={len(data) - 1}"):
+        comp.decompress(blob, codec, max_output_size=len(data) - 1)
+    assert submitted(bridge) == before  # refused from the frame headers, before any work
+    with pytest.raises(wb.ValidationError, match=f"max_output_size={200 * KIB}"):
+        comp.decompress_file(src, tmp_path / "out", codec, max_output_size=200 * KIB)
+    assert submitted(bridge) == before + 1  # the walk of the file's frame headers only
+    assert set(os.listdir(tmp_path)) == {"src"}
+    assert comp.decompress(blob, codec, max_output_size=len(data)) == data
+    comp.decompress_file(src, tmp_path / "out", codec, max_output_size=len(data))
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def damage_middle_frame(blob: bytes, codec: str) -> bytes:
+    """Flip bytes inside the compressed payload of the middle frame or member."""
+    read = lambda offset, n: blob[offset : offset + n]  # noqa: E731
+    if codec == "zstd":
+        frames = _frames.zstd_frames(read, len(blob))
+    else:
+        found = _frames.gzip_members(read, len(blob))
+        assert found is not None
+        frames = found
+    middle = frames[len(frames) // 2]
+    at = middle.offset + middle.length // 2
+    damaged = bytearray(blob)
+    damaged[at : at + 8] = bytes(b ^ 0x5A for b in damaged[at : at + 8])
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_corrupt_middle_frame_is_a_typed_error_and_leaves_nothing(
+    bridge: wb.WorkerBridge, codec: str, tmp_path: Path
+) -> None:
+    comp = bridge.compression
+    comp._tuning = PARALLEL
+    data = text(1 * MIB, seed=24)
+    blob = damage_middle_frame(chunks_of(data, codec, 128 * KIB), codec)
+    with pytest.raises(wb.IntegrityError, match=f"corrupt {codec} data"):
+        comp.decompress(blob, codec)
+    src = tmp_path / "src"
+    src.write_bytes(blob)
+    with pytest.raises(wb.IntegrityError, match=f"corrupt {codec} data"):
+        comp.decompress_file(src, tmp_path / "out", codec)
+    no_temp_files(tmp_path, {"src"})
+    # An existing destination is left as it was.
+    (tmp_path / "out").write_bytes(b"old")
+    with pytest.raises(wb.IntegrityError):
+        comp.decompress_file(src, tmp_path / "out", codec)
+    assert (tmp_path / "out").read_bytes() == b"old"
+    no_temp_files(tmp_path, {"src", "out"})
+    # A truncated last frame is refused as well.
+    src.write_bytes(chunks_of(data, codec, 128 * KIB)[:-3])
+    with pytest.raises(wb.IntegrityError, match=f"corrupt {codec} data"):
+        comp.decompress_file(src, tmp_path / "out", codec)
+    no_temp_files(tmp_path, {"src", "out"})
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_multi_frame_files_decompress_in_parallel(
+    bridge: wb.WorkerBridge, codec: str, tmp_path: Path
+) -> None:
+    comp = bridge.compression
+    comp._tuning = PARALLEL
+    data = text(2 * MIB + 5, seed=25)
+    src = tmp_path / "src"
+    src.write_bytes(chunks_of(data, codec, 128 * KIB))
+    dst = tmp_path / "out"
+    dst.write_bytes(b"old contents")
+    os.chmod(dst, 0o640)
+    before = submitted(bridge)
+    progress = Recorder()
+    comp.decompress_file(src, dst, codec, on_progress=progress)
+    assert submitted(bridge) - before == 1 + 17 + 1  # walk, one task per frame, commit
+    progress.check(src.stat().st_size)
+    assert dst.read_bytes() == data
+    assert os.stat(dst).st_mode & 0o777 == 0o640
+    assert set(os.listdir(tmp_path)) == {"src", "out"}
+    # Frames too large to read whole are streamed, with the same result.
+    (tmp_path / "big").write_bytes(chunks_of(data, codec, 1 * MIB))
+    comp._tuning = Tuning(inline_max=-1, split_per_worker=64 * KIB, part_size=64 * KIB)
+    comp.decompress_file(tmp_path / "big", dst, codec)
+    assert dst.read_bytes() == data
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_cancel_or_timeout_mid_parallel_decompress_leaves_no_output(
+    bridge: wb.WorkerBridge, tmp_path: Path, how: str
+) -> None:
+    comp = bridge.compression
+    comp._tuning = Tuning(split_per_worker=256 * KIB, part_size=256 * KIB)
+    src = tmp_path / "src"
+    src.write_bytes(chunks_of(text(6 * MIB, seed=26), "gzip", 256 * KIB))
+    token = wb.CancellationToken()
+    progress = Recorder(then=lambda p: token.cancel() if how == "cancel" else None)
+    expected = wb.TaskCancelledError if how == "cancel" else wb.TaskTimeoutError
+    try:
+        with pytest.raises(expected):
+            comp.decompress_file(
+                src,
+                tmp_path / "out",
+                "gzip",
+                on_progress=progress,
+                cancel=token if how == "cancel" else None,
+                timeout=None if how == "cancel" else 0.02,
+            )
+    finally:
+        token.close()
+    no_temp_files(tmp_path, {"src"})

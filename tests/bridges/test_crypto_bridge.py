@@ -164,6 +164,77 @@ def test_hash_derive_and_generate(bridge: wb.WorkerBridge) -> None:
     assert all(len(k) == 32 for k in keys)
 
 
+def test_small_plain_calls_skip_the_plan_with_the_same_results(bridge: wb.WorkerBridge) -> None:
+    """Calls without a callback or token run their engine directly; nothing else changes."""
+    crypto = bridge.crypto
+    key = os.urandom(32)
+    before = bridge.stats().submitted
+    sealed = crypto.encrypt(b"plain", key, aad=b"a")
+    assert crypto.decrypt(sealed, key, aad=b"a") == b"plain"
+    assert crypto.decrypt(sealed, key, aad=b"a", timeout=5) == b"plain"
+    assert crypto.hash(b"abc", "sha3_256") == hashlib.sha3_256(b"abc").hexdigest()
+    assert bridge.stats().submitted == before  # all inline
+    with pytest.raises(wb.IntegrityError, match="authentication failed"):
+        crypto.decrypt(sealed, key)
+    with pytest.raises(wb.IntegrityError, match="too short"):
+        crypto.decrypt(b"short", key)
+    with pytest.raises(wb.ValidationError, match="blob must be bytes-like"):
+        crypto.decrypt("text", key)  # type: ignore[arg-type]
+    with pytest.raises(wb.ValidationError, match="key must be"):
+        crypto.encrypt(b"x", b"short")
+    with pytest.raises(wb.ValidationError, match="unknown hash"):
+        crypto.hash(b"x", "md5")
+    with pytest.raises(wb.ValidationError, match="priority"):
+        crypto.hash(b"x", priority="high")  # type: ignore[arg-type]
+    with pytest.raises(wb.ValidationError, match="timeout"):
+        crypto.hash(b"x", timeout=-1)
+    # An explicit nonce is still recorded, and released when the call failed.
+    nonce = os.urandom(12)
+    with pytest.raises(wb.ValidationError, match="aad must be bytes-like"):
+        crypto.encrypt(b"x", key, nonce=nonce, aad=object())  # type: ignore[arg-type]
+    first = crypto.encrypt(b"x", key, nonce=nonce)
+    with pytest.raises(wb.NonceReuseError):
+        crypto.encrypt(b"y", key, nonce=nonce)
+    assert crypto.decrypt(first, key) == b"x"
+    # A short timeout sends even tiny work to a worker, where it can be stopped.
+    crypto._tuning = Tuning(inline_min_timeout=60.0)  # "short": below a minute
+    assert crypto.hash(b"abc", timeout=30) == hashlib.sha256(b"abc").hexdigest()
+    assert bridge.stats().submitted == before + 1
+    bridge.close()
+    with pytest.raises(wb.PoolClosedError):
+        crypto.encrypt(b"x", key)
+    with pytest.raises(wb.PoolClosedError):
+        crypto.hash(b"x")
+
+
+def test_small_calls_with_progress_or_a_token_still_report(bridge: wb.WorkerBridge) -> None:
+    crypto = bridge.crypto
+    reports: list[wb.Progress] = []
+    key = os.urandom(32)
+    sealed = crypto.encrypt(b"x" * 100, key, on_progress=reports.append)
+    assert reports[-1] == wb.Progress(100, 100)
+    token = wb.CancellationToken()
+    try:
+        assert crypto.decrypt(sealed, key, cancel=token) == b"x" * 100
+        token.cancel()
+        with pytest.raises(wb.TaskCancelledError):
+            crypto.hash(b"x", cancel=token)
+    finally:
+        token.close()
+
+
+def test_bridges_with_a_short_default_timeout_never_run_inline(
+    make_bridge: object,
+) -> None:
+    bridge: wb.WorkerBridge = make_bridge(default_timeout=30)  # type: ignore[operator]
+    short = Tuning(inline_min_timeout=60.0)  # "short": below a minute
+    bridge.crypto._tuning = bridge.compression._tuning = short
+    before = bridge.stats().submitted
+    assert bridge.crypto.hash(b"abc") == hashlib.sha256(b"abc").hexdigest()
+    assert bridge.compression.decompress(bridge.compression.compress(b"abc")) == b"abc"
+    assert bridge.stats().submitted == before + 3
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -157,7 +157,7 @@ def test_open_errors_follow_the_path_rule(
     def failing_open(*args: object, **kwargs: object) -> object:
         raise error
 
-    monkeypatch.setattr(_files, "open", failing_open, raising=False)
+    monkeypatch.setattr(_files, "_open_fd", failing_open)
     with pytest.raises(expected) as info:
         _files.hash_file(path)
     if expected is ValidationError:
@@ -202,12 +202,9 @@ def test_hash_file_path_problems(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="directory"):
         _files.hash_file(tmp_path)
     os.mkfifo(tmp_path / "fifo")
-    fd = os.open(tmp_path / "fifo", os.O_RDWR | os.O_NONBLOCK)  # so opening cannot block
-    try:
-        with pytest.raises(ValidationError, match="not a regular file"):
-            _files.hash_file(tmp_path / "fifo")
-    finally:
-        os.close(fd)
+    # no writer holds the FIFO open: a plain open() for reading would wait for one forever
+    with pytest.raises(ValidationError, match="not a regular file"):
+        _files.hash_file(tmp_path / "fifo")
 
 
 def test_hash_file_cancellation(big: Path) -> None:
@@ -348,3 +345,17 @@ def test_assemble_file_failing_generator_leaves_nothing(tmp_path: Path) -> None:
     assert _files.assemble_file(tmp_path / "dst", [b"a", bytearray(b"bc")], ctx=ctx) == 3
     assert (tmp_path / "dst").read_bytes() == b"abc"
     assert ctx.reports == [(1, None), (3, None)]
+
+
+def test_fifo_source_is_refused_through_the_bridge(tmp_path: Path) -> None:
+    """A FIFO with no writer is refused at once, in a worker too (no wait for a writer)."""
+    import workerbridge as wb
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with wb.WorkerBridge(workers=1, fallback="never") as bridge:
+        with pytest.raises(ValidationError, match="not a regular file"):
+            bridge.file.hash(fifo, timeout=20)
+        with pytest.raises(ValidationError, match="not a regular file"):
+            bridge.compression.compress_file(fifo, tmp_path / "out.zst", timeout=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]

@@ -5,15 +5,20 @@ threads and never import the pool.  Data flow::
 
     bytes ──compress()──────────────────────────────> one zstd frame / snappy block /
                                                        gzip member / zlib stream
-    bytes ──decompress()── structure check ── 256 KiB output pieces ──> bytes
+    bytes ──decompress()── zstd: one frame declaring ≤ 1 MiB? one-shot ──> bytes
+                           zstd: frame walk (._frames) ── all sizes declared? total
+                                 checked against max_output_size, one-shot per frame
+                           otherwise: 256 KiB output pieces, counted ──> bytes
                                                   └─ total > max_output_size: ValidationError
 
     src ──read 1 MiB──> compressor ──> atomic_writer(dst)        compress_file()
     src ──read 1 MiB──> decoder ──bounded pieces──> atomic_writer(dst)   decompress_file()
           ctx.check_cancelled() before each chunk, ctx.report(bytes_read, src_size) after
 
-    parallel path (splittable codecs: zstd, gzip):
-    compress_file_range(src, off, len) in N workers ──> frames/members ──> assemble_file(dst)
+    parallel paths (splittable codecs: zstd, gzip):
+    compress_chunk() / compress_file_range(src, off, len) in N workers ──> frames/members
+        (gzip members with their size field, ._frames) ──> b"".join / assemble
+    and back: ._multiframe splits such input into runs of whole frames
 
 Formats
 -------
@@ -29,7 +34,9 @@ Formats
     write the stream identifier alone.
 ``gzip``
     RFC 1952 members (mtime 0, no file name); concatenated members decompress
-    as one stream, as ``gzip -d`` reads them.
+    as one stream, as ``gzip -d`` reads them.  Members made for the parallel
+    paths also record their length and data size in an extra field
+    (:mod:`._frames`), so that they can be decompressed in parallel too.
 ``zlib``
     One RFC 1950 stream; it is not splittable.
 
@@ -47,6 +54,10 @@ Errors
   about 1 MiB of working buffers (a raw snappy block is refused before
   decoding when its length preamble exceeds the limit).  zstd additionally
   needs its window, which the decoder caps at 128 MiB as the ``zstd`` CLI does.
+  Where every zstd frame declares its content size, or every gzip member
+  records its size (:mod:`._frames`), the sum is checked before anything is
+  decoded, and each frame is then decoded in one call into a buffer of its
+  declared size; a frame holding anything else is corrupt.
 * Paths follow the rule in :mod:`._files`: bad path arguments raise
   :exc:`~workerbridge.ValidationError`, other :exc:`OSError` propagate, a
   source changed during the read raises :exc:`~workerbridge.IntegrityError`.
@@ -55,9 +66,10 @@ Errors
 
 from __future__ import annotations
 
+import threading
 import zlib
-from collections.abc import Callable, Iterator
-from typing import IO, Final, cast
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Final, Protocol, cast
 
 import snappy
 import zstandard
@@ -75,6 +87,19 @@ from ._files import (
     atomic_writer,
     check_unchanged,
     open_source,
+)
+from ._frames import (
+    ZSTD_MAGIC,
+    ZSTD_WINDOW_MAX,
+    Frame,
+    ReadAt,
+    ZstdScanner,
+    corrupt,
+    gzip_member,
+    gzip_member_header,
+    gzip_member_trailer,
+    gzip_members,
+    zstd_frames,
 )
 
 __all__ = [
@@ -116,8 +141,22 @@ _SNAPPY_MAX_CHUNK_BODY: Final = 1 << 17
 # that bound at the cost of more Python loop turns.
 _OUT_CHUNK: Final = 1 << 18
 
-_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
-_ZSTD_BLOCK_MAX: Final = 1 << 17
+# Decoders take their compressed input in slices of this size: zlib copies the
+# input it has not consumed yet after every call, so a whole large input fed at
+# once would be copied once per output piece.
+_IN_CHUNK: Final = 1 << 18
+
+#: A zstd input that is one frame declaring at most this many bytes is
+#: decompressed in one call, into a buffer of exactly that size (the common
+#: small case: no frame walk, no output pieces).  The cap bounds what a tiny
+#: corrupt input declaring a huge size could make us allocate before failing.
+ONE_SHOT_MAX: Final = 1 << 20
+
+#: Inputs up to this many bytes reuse this thread's zstd contexts: creating a
+#: compression context costs about 3 µs and a decompression one about 2 µs,
+#: more than compressing or decompressing 1 KiB.  Larger inputs get fresh
+#: contexts (noise next to the work), so the cached ones stay small.
+CONTEXT_CACHE_MAX_INPUT: Final = 64 * 1024
 
 
 def _check_codec(codec: object) -> str:
@@ -153,8 +192,7 @@ def _check_limit(max_output_size: object) -> int | None:
     return _check_int(max_output_size, "max_output_size")
 
 
-def _corrupt(codec: str, detail: object) -> IntegrityError:
-    return IntegrityError(f"corrupt {codec} data: {detail}")
+_corrupt = corrupt
 
 
 def splittable(codec: str) -> bool:
@@ -170,10 +208,44 @@ def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
 
 
+class _Contexts(threading.local):
+    """This thread's reusable zstd contexts, for inputs up to :data:`CONTEXT_CACHE_MAX_INPUT`.
+
+    zstd contexts must not be shared between threads, hence one set per thread.
+    """
+
+    def __init__(self) -> None:
+        self.compressors: dict[int, zstandard.ZstdCompressor] = {}
+        self.decompressor: zstandard.ZstdDecompressor | None = None
+
+
+_CONTEXTS: Final = _Contexts()
+# Levels whose compressor a thread keeps (a program using more starts over).
+_CACHED_LEVELS: Final = 4
+
+
+def _small_compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = _CONTEXTS.compressors
+    found = cache.get(level)
+    if found is None:
+        if len(cache) >= _CACHED_LEVELS:
+            cache.clear()
+        found = cache[level] = _zstd_compressor(level)
+    return found
+
+
+def _one_shot_decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor, for one-shot calls only (they need no window buffer)."""
+    found = _CONTEXTS.decompressor
+    if found is None:
+        found = _CONTEXTS.decompressor = zstandard.ZstdDecompressor()
+    return found
+
+
 class _Compressor:
     """A streaming compressor with one interface for every file format we write."""
 
-    def __init__(self, codec: str, level: int, size: int) -> None:
+    def __init__(self, codec: str, level: int, size: int, *, raw_deflate: bool = False) -> None:
         self._codec = codec
         self._zstd: zstandard.ZstdCompressionObj | None = None
         self._deflate: zlib._Compress | None = None
@@ -184,7 +256,7 @@ class _Compressor:
         elif codec == "snappy":
             self._snappy = snappy.StreamCompressor()
         else:
-            wbits = 31 if codec == "gzip" else 15
+            wbits = -15 if raw_deflate else 31 if codec == "gzip" else 15
             self._deflate = zlib.compressobj(level, zlib.DEFLATED, wbits)
 
     def compress(self, data: bytes | memoryview) -> bytes:
@@ -229,8 +301,10 @@ def compress(data: object, codec: str = "zstd", level: int | None = None) -> byt
     """
     codec = _check_codec(codec)
     effective = _check_level(codec, level)
-    view = as_buffer(data)
+    view = data if type(data) is bytes else as_buffer(data)
     if codec == "zstd":
+        if len(view) <= CONTEXT_CACHE_MAX_INPUT:
+            return _small_compressor(effective).compress(view)
         return _zstd_compressor(effective).compress(view)
     if codec == "snappy":
         return bytes(snappy.compress(view))
@@ -244,7 +318,9 @@ def compress_chunk(data: object, codec: str = "zstd", level: int | None = None) 
     """Compress ``data`` into one independent zstd frame or gzip member.
 
     Such pieces, concatenated in order, decompress to the concatenated inputs
-    (by :func:`decompress` and by the ``zstd``/``gzip`` tools).
+    (by :func:`decompress` and by the ``zstd``/``gzip`` tools), and
+    :func:`split_frames` finds them again: zstd frames declare their content
+    size, gzip members carry the size field of :mod:`._frames`.
 
     Raises
     ------
@@ -255,97 +331,35 @@ def compress_chunk(data: object, codec: str = "zstd", level: int | None = None) 
         raise ValidationError(
             f"codec {codec!r} is not splittable; expected one of {', '.join(SPLITTABLE_CODECS)}"
         )
+    if codec == "gzip":
+        return gzip_member(as_buffer(data), _check_level(codec, level))
     return compress(data, codec, level)
 
 
 # --------------------------------------------------------------------------- decoders
-class _ZstdScanner:
-    """Walk zstd frame and block headers (RFC 8878) to find frame boundaries.
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
-    python-zstandard's stream reader returns a silent EOF on a truncated frame;
-    this scanner sees every input byte and tells whether the input ended on a
-    frame boundary.  It checks structure only; libzstd checks the contents.
-    """
 
-    _MAGIC, _DESCRIPTOR, _BLOCK, _SKIPPABLE_SIZE = range(4)
+class _RangeReader:
+    """The next ``length`` bytes of an open file, read as if they were all of it."""
 
-    def __init__(self) -> None:
-        self._state = self._MAGIC
-        self._want = 4
-        self._field = bytearray()
-        self._skip = 0
-        self._checksum = False
-        self.frames = 0
+    def __init__(self, fh: IO[bytes], length: int) -> None:
+        self._fh = fh
+        self._left = length
 
-    @property
-    def at_boundary(self) -> bool:
-        """``True`` when the bytes fed so far end exactly after a complete frame."""
-        return self.frames > 0 and self._state == self._MAGIC and not self._field and not self._skip
-
-    def error(self) -> IntegrityError:
-        """The error to raise when the input ended where :attr:`at_boundary` is false."""
-        if self.frames and self._state == self._MAGIC and not self._skip:
-            return _corrupt("zstd", "trailing data after the last frame")
-        return _corrupt("zstd", "truncated (the last frame is incomplete)")
-
-    def feed(self, data: bytes | memoryview) -> None:
-        """Consume ``data``; raise :exc:`IntegrityError` on a malformed header."""
-        view = memoryview(data)
-        pos, end = 0, len(view)
-        while pos < end:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                self._skip -= step
-                pos += step
-                continue
-            step = min(self._want - len(self._field), end - pos)
-            self._field += view[pos : pos + step]
-            pos += step
-            if len(self._field) == self._want:
-                field = bytes(self._field)
-                self._field.clear()
-                self._on_field(field)
-
-    def _on_field(self, field: bytes) -> None:
-        if self._state == self._MAGIC:
-            if field == _ZSTD_MAGIC:
-                self._state, self._want = self._DESCRIPTOR, 1
-            elif field[1:] == b"\x2a\x4d\x18" and field[0] & 0xF0 == 0x50:
-                self._state, self._want = self._SKIPPABLE_SIZE, 4
-            else:
-                raise _corrupt("zstd", "unknown frame magic number")
-        elif self._state == self._DESCRIPTOR:
-            descriptor = field[0]
-            if descriptor & 0x08:
-                raise _corrupt("zstd", "reserved bit set in frame header")
-            single_segment = bool(descriptor & 0x20)
-            self._checksum = bool(descriptor & 0x04)
-            fcs_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-            did_size = (0, 1, 2, 4)[descriptor & 0x03]
-            self._skip = (0 if single_segment else 1) + did_size + fcs_size
-            self._state, self._want = self._BLOCK, 3
-        elif self._state == self._BLOCK:
-            header = int.from_bytes(field, "little")
-            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
-            if kind == 3:
-                raise _corrupt("zstd", "reserved block type")
-            if size > _ZSTD_BLOCK_MAX:
-                raise _corrupt("zstd", "block larger than 128 KiB")
-            self._skip = 1 if kind == 1 else size
-            if last:
-                self._skip += 4 if self._checksum else 0
-                self._state, self._want = self._MAGIC, 4
-                self.frames += 1
-        else:  # skippable frame: skip its payload
-            self._skip = int.from_bytes(field, "little")
-            self._state, self._want = self._MAGIC, 4
-            self.frames += 1
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data = self._fh.read(self._left if size < 0 else min(size, self._left))
+        self._left -= len(data)
+        return data
 
 
 class _ScanningReader:
-    """A read-only file view that shows every byte it passes to a :class:`_ZstdScanner`."""
+    """A read-only file view that shows every byte it passes to a :class:`ZstdScanner`."""
 
-    def __init__(self, fh: IO[bytes], scanner: _ZstdScanner) -> None:
+    def __init__(self, fh: _Readable, scanner: ZstdScanner) -> None:
         self._fh = fh
         self._scanner = scanner
         self.bytes_read = 0
@@ -371,6 +385,11 @@ class _Inflater:
 
     def feed(self, data: bytes | memoryview) -> Iterator[bytes]:
         """Yield the output for ``data`` in pieces of at most ``_OUT_CHUNK`` bytes."""
+        view = memoryview(data)
+        for start in range(0, len(view), _IN_CHUNK):
+            yield from self._feed(view[start : start + _IN_CHUNK])
+
+    def _feed(self, data: bytes | memoryview) -> Iterator[bytes]:
         pending: bytes | memoryview = data
         while True:
             if self._engine.eof:
@@ -504,7 +523,8 @@ def decompress(data: object, codec: str = "zstd", max_output_size: int | None = 
         One of :data:`CODECS`.
     max_output_size
         Refuse output larger than this many bytes (``None``: no limit).  At
-        most this much plus one chunk is ever allocated.
+        most this much plus one chunk is ever allocated; frames that all
+        declare their sizes are refused before any decoding.
 
     Raises
     ------
@@ -515,7 +535,12 @@ def decompress(data: object, codec: str = "zstd", max_output_size: int | None = 
     """
     codec = _check_codec(codec)
     limit = _Limit(_check_limit(max_output_size))
-    view = as_buffer(data)
+    raw = data if type(data) is bytes else as_buffer(data)
+    if codec == "zstd":  # the common small case first
+        whole = _zstd_one_shot(raw, limit.limit)
+        if whole is not None:
+            return whole
+    view = as_buffer(raw)
     if codec == "snappy":
         declared = _snappy_length(view, codec)
         # Snappy expands at most 64 bytes per 3-byte copy element; anything
@@ -527,36 +552,106 @@ def decompress(data: object, codec: str = "zstd", max_output_size: int | None = 
             return bytes(snappy.decompress(view))
         except (OSError, snappy.UncompressError) as exc:
             raise _corrupt(codec, str(exc) or "bad block") from None
+    if codec == "zstd":
+        return _zstd_decompress(view, limit)
+    members = gzip_members(_reader(view), len(view)) if codec == "gzip" else None
+    if members is not None:  # ours, with their sizes: one exact call per member
+        limit.add(sum(member.size for member in members))
+        return b"".join(_gzip_decode_members(view, members))
     out = bytearray()
+    inflater = _Inflater(codec)
+    for piece in inflater.feed(view):
+        limit.add(len(piece))
+        out += piece
+    inflater.finish()
+    return bytes(out)
+
+
+def _zstd_decompress(view: memoryview, limit: _Limit) -> bytes:
+    frames = zstd_frames(_reader(view), len(view))  # IntegrityError unless well formed
+    if all(frame.size >= 0 for frame in frames):
+        limit.add(sum(frame.size for frame in frames))
+        return b"".join(_zstd_decode_frames(view, frames))
+    out = bytearray()  # some frame does not declare its size: count the output as it comes
 
     def sink(piece: bytes) -> None:
         limit.add(len(piece))
         out.extend(piece)
 
-    if codec == "zstd":
-        scanner = _ZstdScanner()
-        scanner.feed(view)
-        if not scanner.at_boundary:
-            raise scanner.error()
-        _zstd_pump(
-            zstandard.ZstdDecompressor().stream_reader(view, read_across_frames=True),
-            sink,
-            None,
-            None,
-        )
-    else:
-        inflater = _Inflater(codec)
-        for piece in inflater.feed(view):
-            sink(piece)
-        inflater.finish()
+    reader = zstandard.ZstdDecompressor().stream_reader(view, read_across_frames=True)
+    _zstd_pump(reader, sink, None, None)
     return bytes(out)
+
+
+def _zstd_one_shot(data: bytes | memoryview, limit: int | None) -> bytes | None:
+    """The output of an input that is one frame declaring 1..:data:`ONE_SHOT_MAX` bytes.
+
+    ``None`` for any other input, and for a failure: the caller's full path
+    then finds the precise error.
+    """
+    if bytes(data[:4]) != ZSTD_MAGIC:
+        return None
+    try:
+        params = zstandard.get_frame_parameters(data)
+    except zstandard.ZstdError:
+        return None
+    size = params.content_size
+    cap = ONE_SHOT_MAX if limit is None else min(limit, ONE_SHOT_MAX)
+    # (A frame declaring 0 bytes is left to the full path: python-zstandard
+    # returns b"" for it without looking at the rest of the input.)
+    if not 0 < size <= cap or params.window_size > ZSTD_WINDOW_MAX:
+        return None
+    try:
+        # Positional (max_output_size, read_across_frames, allow_extra_data):
+        # keywords cost as much again as decompressing 1 KiB.
+        out: bytes = _one_shot_decompressor().decompress(data, 0, False, False)
+    except zstandard.ZstdError:
+        return None
+    return out
+
+
+def _zstd_decode_frames(view: memoryview, frames: Sequence[Frame]) -> Iterator[bytes]:
+    """Decode well-formed ``frames`` of ``view`` whose sizes are all known, one call each."""
+    decompressor = _one_shot_decompressor()
+    for offset, length, size in frames:
+        frame = view[offset : offset + length]
+        try:
+            if size:
+                yield decompressor.decompress(frame, 0, False, False)
+            elif frame[:4].tobytes() == ZSTD_MAGIC:  # empty: one-shot would not look at it
+                out = bytearray()
+                _zstd_pump(zstandard.ZstdDecompressor().stream_reader(frame), out.extend)
+                if out:
+                    raise _corrupt("zstd", "frame content size mismatch")
+        except zstandard.ZstdError as exc:
+            raise _corrupt("zstd", exc) from None
+
+
+def _gzip_decode_members(view: memoryview, members: Sequence[Frame]) -> Iterator[bytes]:
+    """Decode gzip members whose boundaries and sizes :func:`gzip_members` found."""
+    for offset, length, size in members:
+        engine = zlib.decompressobj(31)
+        try:
+            out = engine.decompress(view[offset : offset + length], size + 1)
+        except zlib.error as exc:
+            raise _corrupt("gzip", exc) from None
+        if not engine.eof or engine.unused_data or len(out) != size:
+            raise _corrupt("gzip", "a member does not match its recorded length and size")
+        yield out
+
+
+def _reader(view: memoryview) -> ReadAt:
+    def read_at(offset: int, n: int) -> memoryview:
+        return view[offset : offset + n]
+
+    return read_at
 
 
 def _zstd_pump(
     reader: zstandard.ZstdDecompressionReader,
-    sink: Callable[[bytes], None],
-    ctx: WorkContext | None,
-    progress: Callable[[], None] | None,
+    sink: Callable[[bytes], object],
+    ctx: WorkContext | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> None:
     try:
         with reader:
@@ -648,38 +743,46 @@ def decompress_file(
             limit.add(len(piece))
             out.write(piece)
 
-        if codec == "zstd":
-            scanner = _ZstdScanner()
-            source = _ScanningReader(fh, scanner)
-            reader = zstandard.ZstdDecompressor().stream_reader(
-                cast("IO[bytes]", source), read_size=CHUNK_SIZE, read_across_frames=True
-            )
-            _zstd_pump(reader, sink, ctx, lambda: _report(ctx, source.bytes_read, total))
-            if not source.at_eof and fh.read(1):
-                raise _corrupt(codec, "trailing data after the last frame")
-            if not scanner.at_boundary:
-                raise scanner.error()
-            done = source.bytes_read
-        else:
-            decoder: _Inflater | _SnappyFrames = (
-                _SnappyFrames() if codec == "snappy" else _Inflater(codec)
-            )
-            done = 0
-            while True:
-                _checkpoint(ctx)
-                chunk = fh.read(CHUNK_SIZE)
-                if not chunk:
-                    break
-                done += len(chunk)
-                for piece in decoder.feed(chunk):
-                    sink(piece)
-                _report(ctx, done, total)
-            if codec != "snappy" or done:
-                decoder.finish()
+        done = _decode_stream(fh, codec, sink, ctx, total)
         check_unchanged(fh, src, before, done)
         _report(ctx, done, total)
         _checkpoint(ctx)
     return limit.total
+
+
+def _decode_stream(
+    fh: _Readable, codec: str, sink: Callable[[bytes], None], ctx: WorkContext | None, total: int
+) -> int:
+    """Decode all of ``fh`` into ``sink`` in bounded pieces; return the compressed bytes read.
+
+    Progress is reported against ``total`` compressed bytes.
+    """
+    if codec == "zstd":
+        scanner = ZstdScanner()
+        source = _ScanningReader(fh, scanner)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            cast("IO[bytes]", source), read_size=CHUNK_SIZE, read_across_frames=True
+        )
+        _zstd_pump(reader, sink, ctx, lambda: _report(ctx, source.bytes_read, total))
+        if not source.at_eof and fh.read(1):
+            raise _corrupt(codec, "trailing data after the last frame")
+        if not scanner.at_boundary:
+            raise scanner.error()
+        return source.bytes_read
+    decoder: _Inflater | _SnappyFrames = _SnappyFrames() if codec == "snappy" else _Inflater(codec)
+    done = 0
+    while True:
+        _checkpoint(ctx)
+        chunk = fh.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        done += len(chunk)
+        for piece in decoder.feed(chunk):
+            sink(piece)
+        _report(ctx, done, total)
+    if codec != "snappy" or done:
+        decoder.finish()
+    return done
 
 
 def compress_file_range(
@@ -695,7 +798,8 @@ def compress_file_range(
 
     The parallel file path: split the source into ranges, compress each in a
     worker, and write the pieces in order with :func:`assemble_file`.  A range
-    reaching past the end of the file covers what exists.
+    reaching past the end of the file covers what exists.  The piece is what
+    :func:`compress_chunk` makes of the range's bytes.
 
     Raises
     ------
@@ -716,20 +820,27 @@ def compress_file_range(
     fh, before = open_source(src)
     with fh:
         want = max(0, min(length, before.st_size - offset))
-        packer = _Compressor(codec, effective, want)
+        gzip = codec == "gzip"  # raw deflate here, in a member with the size field below
+        packer = _Compressor(codec, effective, want, raw_deflate=gzip)
         fh.seek(offset)
         pieces = []
-        done = 0
+        done = crc = 0
         while done < want:
             _checkpoint(ctx)
             chunk = fh.read(min(CHUNK_SIZE, want - done))
             if not chunk:
                 break
             done += len(chunk)
+            if gzip:
+                crc = zlib.crc32(chunk, crc)
             pieces.append(packer.compress(chunk))
             _report(ctx, done, want)
         after = fh.seek(0, 2)
         if done != want or after != before.st_size:
             raise IntegrityError(f"source {str(src)!r} changed while it was being read")
         pieces.append(packer.flush())
+    if gzip:
+        body = sum(len(piece) for piece in pieces)
+        pieces.insert(0, gzip_member_header(effective, body, want))
+        pieces.append(gzip_member_trailer(crc, want))
     return b"".join(pieces)

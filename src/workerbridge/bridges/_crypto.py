@@ -5,6 +5,8 @@ Data flow (each operation is one plan, see :mod:`._base`)::
     encrypt(data, key, nonce=n)  validate ── n given? NonceRegistry.check_and_add(
                                  fingerprint(key, n)) in this process, before anything
                                  runs (NonceReuseError) ── small: this thread ── else one task
+    small, plain calls           (no on_progress, no cancel token) skip the plan entirely:
+                                 BaseBridge._quick ──> the engine, in this thread
     decrypt / hash               validate ── small: this thread ── else one task
     derive_key                   one task (slow by design: never in the caller's thread)
     generate_key                 this thread (32 random bytes)
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 from .._errors import ValidationError
 from .._shared import CancellationToken
 from .._task import Task
+from . import _aead
 from . import _crypto_handlers as handlers
 from ._aead import (
     DEFAULT_STREAM_CHUNK_SIZE,
@@ -61,7 +64,7 @@ from ._base import (
     run_one,
     split_ranges,
 )
-from ._files import StrPath, _check_int, _fspath, as_buffer, new_hash
+from ._files import StrPath, _check_int, as_buffer, caller_path, new_hash
 from ._parts import OutputFiles, assemble, check_unchanged, source_state
 
 if TYPE_CHECKING:
@@ -71,6 +74,52 @@ __all__ = ["AsyncCryptoBridge", "CryptoBridge"]
 
 
 # --------------------------------------------------------------------------- plans
+
+
+def _reserve(nonces: NonceRegistry, key: object, nonce: object, algorithm: str) -> bytes | None:
+    """Record an explicit nonce (validating algorithm, key and nonce); ``None`` for a random one.
+
+    Raises
+    ------
+    NonceReuseError
+        ``nonce`` was already used with ``key``.
+    """
+    if nonce is None:
+        return None
+    fingerprint = nonces.fingerprint(key, nonce, algorithm)
+    nonces.check_and_add(fingerprint)
+    return fingerprint
+
+
+def encrypt_here(
+    bridge: BaseBridge,
+    nonces: NonceRegistry,
+    data: object,
+    key: object,
+    nonce: object,
+    aad: object,
+    algorithm: str,
+) -> bytes:
+    """:func:`encrypt_plan` for a call that may skip it (:meth:`~._base.BaseBridge._quick`)."""
+    fingerprint = None if nonce is None else _reserve(nonces, key, nonce, algorithm)
+    try:
+        return _aead.encrypt(data, key, nonce=nonce, aad=aad, algorithm=algorithm)
+    except BaseException as exc:
+        if fingerprint is not None:  # no ciphertext came back: the nonce is unused
+            nonces.discard(fingerprint)
+        if isinstance(exc, Exception):
+            raise bridge._failure(exc) from None
+        raise
+
+
+def decrypt_here(
+    bridge: BaseBridge, blob: object, key: object, aad: object, algorithm: str
+) -> bytes:
+    """:func:`decrypt_plan` for a call that may skip it (:meth:`~._base.BaseBridge._quick`)."""
+    try:
+        return _aead.decrypt(blob, key, aad=aad, algorithm=algorithm)
+    except Exception as exc:
+        raise bridge._failure(exc) from None
 
 
 def encrypt_plan(
@@ -83,10 +132,7 @@ def encrypt_plan(
     algorithm: str,
 ) -> Plan[bytes]:
     size = byte_length(data)
-    fingerprint = None
-    if nonce is not None:  # validates algorithm, key and nonce
-        fingerprint = nonces.fingerprint(key, nonce, algorithm)
-        nonces.check_and_add(fingerprint)
+    fingerprint = _reserve(nonces, key, nonce, algorithm)
     payload = {"data": data, "key": key, "nonce": nonce, "aad": aad, "algorithm": algorithm}
     try:
         if op.can_inline(size):
@@ -125,8 +171,8 @@ def encrypt_file_plan(
 ) -> Plan[None]:
     algorithm = _check_algorithm(algorithm)
     raw_key = _check_key(key, algorithm)
-    source = _fspath(src, "source")
-    target = _fspath(dst, "destination")
+    source = caller_path(src, "source")
+    target = caller_path(dst, "destination")
     before = source_state(source)
     chunk = DEFAULT_STREAM_CHUNK_SIZE
     ranges = None
@@ -134,7 +180,8 @@ def encrypt_file_plan(
         ranges = split_ranges(before[0], op.workers, op.tuning, align=chunk)
     if before is None or ranges is None:
         whole = {"src": source, "dst": target, "key": raw_key, "algorithm": algorithm}
-        yield from run_one(op, "encrypt_file", whole, None if before is None else before[0])
+        size = None if before is None else before[0]
+        yield from run_one(op, "encrypt_file", whole, size, output=target)
         return None
     size = before[0]
     header = make_header(algorithm, chunk)
@@ -169,8 +216,8 @@ def decrypt_file_plan(
 ) -> Plan[None]:
     algorithm = _check_algorithm(algorithm)
     raw_key = _check_key(key, algorithm)
-    source = _fspath(src, "source")
-    target = _fspath(dst, "destination")
+    source = caller_path(src, "source")
+    target = caller_path(dst, "destination")
     before = source_state(source)
     ranges = None
     if before is not None and split_ranges(before[0], op.workers, op.tuning) is not None:
@@ -181,7 +228,8 @@ def decrypt_file_plan(
         ranges = split_ranges(body, op.workers, op.tuning, align=sealed)
     if before is None or ranges is None:
         whole = {"src": source, "dst": target, "key": raw_key, "algorithm": algorithm}
-        yield from run_one(op, "decrypt_file", whole, None if before is None else before[0])
+        size = None if before is None else before[0]
+        yield from run_one(op, "decrypt_file", whole, size, output=target)
         return None
     out = OutputFiles(target)
     op.expect(before[0])
@@ -260,7 +308,11 @@ class CryptoBridge(BaseBridge):
     used with the same key, in any call, thread or worker, is refused with
     :exc:`~workerbridge.NonceReuseError`; the check keeps keyed one-way
     fingerprints, never keys.  Keys and plaintext never appear in errors.
-    Get the instance from :attr:`workerbridge.WorkerBridge.crypto`.
+    Encryptions and decryptions of up to 64 KiB reuse the AEAD object
+    (``cryptography``'s, holding the key set-up) of the process's 32 most
+    recently used keys, looked up by a keyed digest of the key; larger calls
+    build their own.  Get the instance from
+    :attr:`workerbridge.WorkerBridge.crypto`.
     """
 
     __slots__ = ("_nonces",)
@@ -316,6 +368,8 @@ class CryptoBridge(BaseBridge):
             Bad algorithm, key length or nonce length, or arguments not bytes-like.
         {errors}
         """
+        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+            return encrypt_here(self, self._nonces, data, key, nonce, aad, algorithm)
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, encrypt_plan(op, self._nonces, data, key, nonce, aad, algorithm))
 
@@ -359,6 +413,8 @@ class CryptoBridge(BaseBridge):
             Bad algorithm or key length, or arguments not bytes-like.
         {errors}
         """
+        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(blob, "blob"):
+            return decrypt_here(self, blob, key, aad, algorithm)
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, decrypt_plan(op, blob, key, aad, algorithm))
 
@@ -484,6 +540,11 @@ class CryptoBridge(BaseBridge):
             Unknown algorithm, or ``data`` not bytes-like.
         {errors}
         """
+        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+            try:
+                return _aead.hash_bytes(data, algorithm)
+            except Exception as exc:
+                raise self._failure(exc) from None
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, hash_plan(op, data, algorithm))
 
@@ -596,6 +657,8 @@ class AsyncCryptoBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> bytes:
+        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+            return encrypt_here(self, self._nonces, data, key, nonce, aad, algorithm)
         op = self._op(timeout, on_progress, cancel, priority)
         return await drive_async(
             op, encrypt_plan(op, self._nonces, data, key, nonce, aad, algorithm)
@@ -613,6 +676,8 @@ class AsyncCryptoBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> bytes:
+        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(blob, "blob"):
+            return decrypt_here(self, blob, key, aad, algorithm)
         op = self._op(timeout, on_progress, cancel, priority)
         return await drive_async(op, decrypt_plan(op, blob, key, aad, algorithm))
 
@@ -656,6 +721,11 @@ class AsyncCryptoBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> str:
+        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+            try:
+                return _aead.hash_bytes(data, algorithm)
+            except Exception as exc:
+                raise self._failure(exc) from None
         op = self._op(timeout, on_progress, cancel, priority)
         return await drive_async(op, hash_plan(op, data, algorithm))
 

@@ -3,6 +3,7 @@
 Data flow (each operation is one plan, see :mod:`._base`)::
 
     hash(path)   stat ── a regular file ≤ INLINE_MAX bytes ──> handler in this thread
+                      (no on_progress, no token: the engine directly, see BaseBridge._quick)
                       ── otherwise ──> one streaming task
     read(path)   stat ── ≤ INLINE_MAX bytes wanted ──> this thread ── else one task
     copy / write one task (they fsync: never in the caller's thread)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from .._shared import CancellationToken
 from . import _file_handlers as handlers
+from . import _files
 from ._base import (
     AsyncBaseBridge,
     BaseBridge,
@@ -28,7 +30,7 @@ from ._base import (
     drive_async,
     run_one,
 )
-from ._files import StrPath, _check_int, _fspath, as_buffer, new_hash
+from ._files import StrPath, _check_int, as_buffer, caller_path, new_hash
 from ._parts import source_size
 
 __all__ = ["AsyncFileBridge", "FileBridge"]
@@ -38,7 +40,7 @@ __all__ = ["AsyncFileBridge", "FileBridge"]
 
 
 def hash_plan(op: Operation, path: StrPath, algorithm: str) -> Plan[str]:
-    name = _fspath(path, "source")
+    name = caller_path(path, "source")
     size = source_size(name)
     payload = {"path": name, "algorithm": algorithm}
     if size is not None and op.can_inline(size):
@@ -48,10 +50,26 @@ def hash_plan(op: Operation, path: StrPath, algorithm: str) -> Plan[str]:
     return out
 
 
+def hash_here(bridge: BaseBridge, limit: int, path: StrPath, algorithm: str) -> str | None:
+    """:func:`hash_plan` for a call that may skip it: a file of at most ``limit`` bytes.
+
+    ``None`` when the file is larger (or not a regular file): the plan decides.
+    """
+    name = caller_path(path, "source")
+    size = source_size(name)
+    if size is None or size > limit:
+        return None
+    try:
+        return _files.hash_file(name, algorithm)
+    except Exception as exc:
+        raise bridge._failure(exc) from None
+
+
 def copy_plan(op: Operation, src: StrPath, dst: StrPath) -> Plan[None]:
-    source = _fspath(src, "source")
-    payload = {"src": source, "dst": _fspath(dst, "destination")}
-    yield from run_one(op, "copy", payload, source_size(source))
+    source = caller_path(src, "source")
+    target = caller_path(dst, "destination")
+    payload = {"src": source, "dst": target}
+    yield from run_one(op, "copy", payload, source_size(source), output=target)
     return None
 
 
@@ -59,7 +77,7 @@ def read_plan(op: Operation, path: StrPath, offset: int, length: int | None) -> 
     offset = _check_int(offset, "offset")
     if length is not None:
         length = _check_int(length, "length")
-    name = _fspath(path, "source")
+    name = caller_path(path, "source")
     size = source_size(name)
     want = None
     if size is not None:
@@ -73,8 +91,9 @@ def read_plan(op: Operation, path: StrPath, offset: int, length: int | None) -> 
 
 def write_plan(op: Operation, path: StrPath, data: object) -> Plan[None]:
     view = as_buffer(data)
-    payload = {"path": _fspath(path, "destination"), "data": view}
-    yield from run_one(op, "write", payload, len(view))
+    target = caller_path(path, "destination")
+    payload = {"path": target, "data": view}
+    yield from run_one(op, "write", payload, len(view), output=target)
     return None
 
 
@@ -137,6 +156,10 @@ class FileBridge(BaseBridge):
             The file changed while it was read.
         {errors}
         """
+        limit = self._quick(timeout, on_progress, cancel, priority)
+        digest = None if limit < 0 else hash_here(self, limit, path, algorithm)
+        if digest is not None:
+            return digest
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, hash_plan(op, path, algorithm))
 
@@ -272,6 +295,10 @@ class AsyncFileBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> str:
+        limit = self._quick(timeout, on_progress, cancel, priority)
+        digest = None if limit < 0 else hash_here(self, limit, path, algorithm)
+        if digest is not None:
+            return digest
         op = self._op(timeout, on_progress, cancel, priority)
         return await drive_async(op, hash_plan(op, path, algorithm))
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import shutil
@@ -47,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Final, Protocol
 
 from .._errors import IntegrityError, ValidationError
+from .._execute import TMP_TAG
 from .._types import WorkContext
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "as_buffer",
     "assemble_file",
     "atomic_writer",
+    "remove_tmp_files_of",
+    "caller_path",
     "check_unchanged",
     "copy_file",
     "hash_file",
@@ -162,6 +166,15 @@ def _fspath(path: object, role: str) -> str:
     return result
 
 
+def caller_path(path: object, role: str) -> str:
+    """:func:`_fspath`, made absolute against the *caller's* working directory.
+
+    The parent resolves every path before sending it: a worker's working
+    directory is the one it started in, not the caller's after a ``chdir``.
+    """
+    return os.path.abspath(_fspath(path, role))
+
+
 def _argument_error(exc: OSError, role: str, path: str) -> ValidationError | OSError:
     """Map an :exc:`OSError` met while opening ``path`` per the module's error rule."""
     if exc.errno in _ARGUMENT_ERRNOS:
@@ -178,6 +191,9 @@ def _check_int(value: object, name: str, *, minimum: int = 0) -> int:
     return value
 
 
+_open_fd = os.open  # one name for the tests to make fail
+
+
 def open_source(path: StrPath, role: str = "source") -> tuple[IO[bytes], os.stat_result]:
     """Open a regular file for streamed reading and return it with its ``fstat``.
 
@@ -190,15 +206,21 @@ def open_source(path: StrPath, role: str = "source") -> tuple[IO[bytes], os.stat
     """
     name = _fspath(path, role)
     try:
-        fh = open(name, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+        # before the type check below could refuse it
+        fd = _open_fd(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise _argument_error(exc, role, name) from exc
     try:
-        st = os.fstat(fh.fileno())
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ValidationError(f"{role} {name!r}: is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise ValidationError(f"{role} {name!r}: not a regular file")
+        os.set_blocking(fd, True)
+        fh = open(fd, "rb", closefd=True)  # noqa: SIM115 - returned to the caller, who closes it
     except BaseException:
-        fh.close()
+        os.close(fd)
         raise
     return fh, st
 
@@ -265,6 +287,23 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def remove_tmp_files_of(dst: str, tag: str) -> int:
+    """Remove the temporary files ``atomic_writer(dst)`` made for the request ``tag``.
+
+    Called by the caller of a task that failed: its worker may have been killed
+    (a crash, or a stop it did not heed in time) before removing its own.
+    Returns how many were removed.
+    """
+    directory, base = os.path.split(os.path.abspath(dst))
+    pattern = os.path.join(glob.escape(directory), "." + glob.escape(base) + "." + tag + ".*.tmp")
+    removed = 0
+    for path in glob.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_writer(dst: StrPath, *, mode: int | None = None) -> Iterator[IO[bytes]]:
     """Write ``dst`` all at once or not at all.
@@ -300,8 +339,12 @@ def atomic_writer(dst: StrPath, *, mode: int | None = None) -> Iterator[IO[bytes
         raise ValidationError(f"destination {name!r}: is a directory")
     if mode is None:
         mode = 0o666 & ~_umask() if existing is None else stat.S_IMODE(existing.st_mode)
+    # .<name>.<tag>.<random>.tmp: the tag names the request (see tmp_files_of), so its
+    # caller can remove the file if this process is killed before the cleanup below
+    tag = TMP_TAG.get()
+    prefix = "." + base + "." + (tag + "." if tag else "")
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + base + ".", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise ValidationError(

@@ -37,7 +37,7 @@ from ._base import (
     gather,
     run_one,
 )
-from ._files import StrPath, _fspath
+from ._files import StrPath, caller_path
 from ._http import DEFAULT_CHUNK_SIZE, Transfer, UploadProtocol
 from ._network_handlers import transfer_from_record
 from ._parts import source_size
@@ -67,7 +67,7 @@ def _connection(
         socket_timeout = _http._check_seconds("socket_timeout", socket_timeout)
     return {
         "timeout": socket_timeout,
-        "ca_certs": None if ca_certs is None else _fspath(ca_certs, "ca_certs"),
+        "ca_certs": None if ca_certs is None else caller_path(ca_certs, "ca_certs"),
         "headers": _http._check_headers(headers) or None,
     }
 
@@ -87,7 +87,7 @@ def _download_payload(
     _http._parse_url(url)
     if sha256 is not None and not isinstance(sha256, str):
         raise ValidationError(f"sha256 must be a hex str or None, got {type(sha256).__name__}")
-    return {"url": url, "dst": _fspath(dst, "destination"), "sha256": sha256, **options}
+    return {"url": url, "dst": caller_path(dst, "destination"), "sha256": sha256, **options}
 
 
 def _download_options(
@@ -105,7 +105,7 @@ def _download_options(
 
 def _upload_payload(src: StrPath, url: str, options: dict[str, Any]) -> dict[str, Any]:
     _http._parse_url(url)
-    return {"src": _fspath(src, "source"), "url": url, **options}
+    return {"src": caller_path(src, "source"), "url": url, **options}
 
 
 def _upload_options(
