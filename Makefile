@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs unit pure bench info reliability clean
+.PHONY: demo test lint typecheck docs unit pure bench bench-full info reliability clean
 
 $(STAMP): pyproject.toml setup.py src/workerbridge/_atomics.c
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,20 @@ reliability: $(STAMP)
 	$(PY) -m pytest -q -m heavy tests/reliability
 	$(PY) scripts/reliability.py
 
-bench: $(STAMP)
-	$(PY) -m workerbridge bench
+# The peers the benchmarks compare against (loky, pebble, mpire) and matplotlib.
+BENCH_STAMP = $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+# About a minute: every case at reduced sizes and repetitions.
+bench: $(BENCH_STAMP)
+	$(PY) -m workerbridge bench --quick
+
+# About six minutes: the figures published in docs/performance.rst.
+bench-full: $(BENCH_STAMP)
+	$(PY) -m workerbridge bench --full --json docs/_static/bench.json --text docs/_static/bench.txt \
+		--plot docs/_static/performance.png
 
 info: $(STAMP)
 	$(PY) -m workerbridge info

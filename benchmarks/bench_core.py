@@ -1,7 +1,12 @@
-"""Round trip and 64 MiB echo: workerbridge against ProcessPoolExecutor, side by side.
+"""The pool cases: round trip, map, echo and cold start, against every peer, side by side.
 
-Usage: ``python benchmarks/bench_core.py [--full] [--json PATH]`` (the same as
-``python -m workerbridge bench``).
+Usage::
+
+    python benchmarks/bench_core.py [--quick|--full] [--json PATH] [--plot PATH] [--workers N]
+
+The same as ``python -m workerbridge bench --cases round_trip,map,echo,cold_start``;
+the suite itself lives in ``workerbridge._bench`` so that it also runs from an
+installed package.
 """
 
 from __future__ import annotations
@@ -11,4 +16,4 @@ import sys
 from workerbridge._bench import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["--cases", "round_trip,map,echo,cold_start", *sys.argv[1:]]))

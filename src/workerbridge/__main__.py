@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``workerbridge`` command."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
-        print("usage: python -m workerbridge {info|bench} [--full] [--json PATH] [--workers N]")
+        print(
+            "usage: python -m workerbridge info\n"
+            "       python -m workerbridge bench [--quick|--full] [--json PATH] [--plot PATH]\n"
+            "                                    [--cases CASE ...] [--workers N]\n"
+            "('python -m workerbridge bench --help' describes the benchmark options)"
+        )
         return 0
     if args[0] == "info":
         return info()
