@@ -109,6 +109,19 @@ def _arena_size(n: int) -> int:
     return size
 
 
+#: Held while a worker is started; os.fork() from any thread waits for it (see _spawn).
+#: Reentrant, in case a fork inside Popen itself ever runs the at-fork handlers.
+_spawn_lock = threading.RLock()
+
+if hasattr(os, "register_at_fork"):
+    # the forking thread holds it across the fork; both processes then release it
+    os.register_at_fork(
+        before=_spawn_lock.acquire,
+        after_in_parent=_spawn_lock.release,
+        after_in_child=_spawn_lock.release,
+    )
+
+
 def _package_root() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.dirname(here)
@@ -152,6 +165,13 @@ class WorkerProcess:
     # -- lifecycle ---------------------------------------------------------------------
 
     def _spawn(self) -> None:
+        # No os.fork() in another thread while the pipes exist with both ends here: a forked
+        # child would keep the worker's ends open (we would never see the worker's EOF) and
+        # Popen's own error pipe (Popen would wait for that child to exit).
+        with _spawn_lock:
+            self._spawn_locked()
+
+    def _spawn_locked(self) -> None:
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
         life_r, life_w = os.pipe()

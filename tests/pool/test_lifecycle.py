@@ -95,3 +95,32 @@ def test_close_leaves_nothing() -> None:
     new = set(list_segments()) - before
     assert {n for n in new if any(n.startswith(f"wb_{p}_") for p in ours)} == set()
     assert not [p for p in pids if p and _alive(p)]
+
+
+def test_fork_waits_while_a_worker_is_being_started() -> None:
+    """os.fork() from another thread cannot duplicate a worker's pipes mid-start."""
+    import threading
+    import time
+
+    from workerbridge import _pool
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with _pool._spawn_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    threading.Timer(0.3, release.set).start()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    waited = time.monotonic() - start
+    os.waitpid(pid, 0)
+    holder.join(10)
+    assert waited >= 0.25  # the fork waited for the start to finish
