@@ -3,8 +3,9 @@
 Data flow::
 
     Executor.submit(fn, *args)  -> pickle.dumps((fn, args, kwargs))  -> ("_wb", "call")
-    Executor.map(fn, items)     -> pickle.dumps((fn, [args, ...]))    -> ("_wb", "batch")
-    worker: pickle.loads (only here, only frames from its own parent) -> fn(*args)
+    Executor.map(fn, items)     -> pickle.dumps((fn, [item, ...], True)) -> ("_wb", "batch")
+    Executor.map(fn, a, b, ...) -> pickle.dumps((fn, [args, ...]))    -> ("_wb", "batch")
+    worker: pickle.loads (only here, only frames from its own parent) -> fn(item) / fn(*args)
             -> pickle.dumps(result) -> parent -> pickle.loads
 
 ``echo`` and ``noop`` exist for benchmarks and health checks.
@@ -16,6 +17,7 @@ and the workers it started itself, over pipes no one else holds.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import sys
 import threading
@@ -71,14 +73,19 @@ def _call(ctx: Context, payload: Any) -> bytes:
     return _dumps(fn(*args, **kwargs))
 
 
+#: Calls run between two checks of the cancel flag in a batch.
+_BATCH_SLICE = 256
+
+
 @handler("_wb", "batch")
 def _batch(ctx: Context, payload: Any) -> bytes:
-    fn, items = _loads(payload)
-    out = []
-    for i, args in enumerate(items):
-        if i % 64 == 0:
-            ctx.check_cancelled()
-        out.append(fn(*args))
+    """``(fn, items)``: ``fn(*args)`` for each args tuple; ``(fn, items, True)``: ``fn(item)``."""
+    fn, items, *single = _loads(payload)
+    call = map if single and single[0] else itertools.starmap
+    out: list[Any] = []
+    for start in range(0, len(items), _BATCH_SLICE):
+        ctx.check_cancelled()
+        out.extend(call(fn, items[start : start + _BATCH_SLICE]))
     return _dumps(out)
 
 

@@ -110,7 +110,8 @@ class Executor(concurrent.futures.Executor):
         if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
             raise ValidationError(f"chunksize must be a positive int, got {chunksize!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        args_iter: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)
+        single = len(iterables) == 1  # send the items themselves, not 1-tuples
+        args_iter: Iterator[Any] = iter(iterables[0]) if single else zip(*iterables, strict=False)
         if chunksize is None:
             total = None
             if len(iterables) == 1 and hasattr(iterables[0], "__len__"):
@@ -128,7 +129,7 @@ class Executor(concurrent.futures.Executor):
             batch = list(itertools.islice(args_iter, next(sizes)))
             if not batch:
                 break
-            blob = _pickle((fn, batch))
+            blob = _pickle((fn, batch, True) if single else (fn, batch))
             raw: Task[Any] = self._bridge.submit("_wb", "batch", blob, block=True)
             tasks.append(_chain(raw, pickle.loads))
 
