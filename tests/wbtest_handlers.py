@@ -119,6 +119,17 @@ def wait_token(ctx: wb.Context, payload: Any) -> bool:
     return False
 
 
+@wb.handler("t", "wait_file")
+def wait_file(ctx: wb.Context, payload: Any) -> str:
+    """Wait (up to ``payload["limit"]`` s) until the file ``payload["path"]`` exists."""
+    end = time.monotonic() + float(payload.get("limit", 60))
+    while time.monotonic() < end:
+        if os.path.exists(payload["path"]):
+            return "seen"
+        time.sleep(0.005)
+    return "gave up"
+
+
 @wb.handler("t", "bigresult")
 def bigresult(ctx: wb.Context, payload: Any) -> bytes:
     return bytes([7]) * int(payload)

@@ -116,7 +116,7 @@ def test_handlers_module_list_is_enforced(pool: wb.WorkerBridge) -> None:
     assert HANDLERS == ["wbtest_handlers"]
 
 
-def test_fallback_switch_lets_a_healthy_busy_worker_finish() -> None:
+def test_fallback_switch_lets_a_healthy_busy_worker_finish(tmp_path: object) -> None:
     """When crashes exhaust the restart budget, a worker still busy is not killed.
 
     Its task completes with its result; the lane moves to the in-process backend
@@ -125,7 +125,8 @@ def test_fallback_switch_lets_a_healthy_busy_worker_finish() -> None:
     import time
 
     with wb.WorkerBridge(workers=2, handlers=HANDLERS, fallback="auto") as bridge:
-        busy = bridge.submit("t", "coop", {"steps": 400, "delay": 0.01})
+        go = os.path.join(str(tmp_path), "go")
+        busy = bridge.submit("t", "wait_file", {"path": go, "limit": 60})
         deadline = time.monotonic() + 30
         while not busy.running() and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -146,5 +147,6 @@ def test_fallback_switch_lets_a_healthy_busy_worker_finish() -> None:
                 time.sleep(0.005)
         assert bridge.mode == "inprocess", kills
         assert not busy.done()  # the switch happened while it was running
-        assert busy.result(timeout=30) == 400
+        open(go, "w").close()
+        assert busy.result(timeout=30) == "seen"
         assert bridge.run("t", "add", {"a": 2, "b": 3}, timeout=30) == 5

@@ -129,7 +129,9 @@ def test_close_waiting_for_a_direct_task(one: wb.WorkerBridge) -> None:
     result: list[object] = []
     runner = threading.Thread(target=lambda: result.append(one.run("t", "sleep", 0.3)))
     runner.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while one.stats().in_flight < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
     one.close(wait=True)
     runner.join(30)
     assert result == [0.3]
