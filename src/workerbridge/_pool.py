@@ -40,7 +40,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._atomic import atomic_array
-from ._dispatcher import mark_internal_thread
+from ._dispatcher import RUNNING, mark_internal_thread
 from ._errors import ProtocolError
 from ._protocol import (
     ERROR,
@@ -273,17 +273,22 @@ class WorkerProcess:
                 return
             if data is None:
                 return
-            try:
-                frame = decode_frame(data)
-            except ProtocolError as exc:
-                # Our own worker's encoder never produces this: its stream is not to be
-                # trusted any more.  Kill it; its task fails with WorkerCrashedError.
-                logger.warning(
-                    "worker %d sent an undecodable frame (%s): replacing it", self.index, exc
-                )
-                self.kill()
-                continue
-            self._answer(frame)
+            frame = self._decode(data)
+            if frame is not None:
+                self._answer(frame)
+
+    def _decode(self, data: bytes) -> Frame | None:
+        """Decode a frame from the worker; ``None`` (and the worker killed) if it cannot be."""
+        try:
+            return decode_frame(data)
+        except ProtocolError as exc:
+            # Our own worker's encoder never produces this: its stream is not to be
+            # trusted any more.  Kill it; its task fails with WorkerCrashedError.
+            logger.warning(
+                "worker %d sent an undecodable frame (%s): replacing it", self.index, exc
+            )
+            self.kill()
+            return None
 
     def _answer(self, frame: Frame) -> None:
         """Hand a decoded response or error frame to the dispatcher."""
@@ -323,7 +328,7 @@ class WorkerProcess:
             dfd, wake = self._dfd, self._wake_r
             self._direct_id = req.id
             try:
-                while req.state == "running" and not req.task.done():
+                while req.state == RUNNING and not req.task.done():
                     events = poller.poll()
                     ready = False
                     for fd, _ in events:
@@ -340,15 +345,8 @@ class WorkerProcess:
                         return  # the worker died mid-frame: this lane's thread reports it
                     if data is None:
                         return
-                    try:
-                        frame = decode_frame(data)
-                    except ProtocolError as exc:
-                        logger.warning(
-                            "worker %d sent an undecodable frame (%s): replacing it",
-                            self.index,
-                            exc,
-                        )
-                        self.kill()
+                    frame = self._decode(data)
+                    if frame is None:
                         return
                     if frame.id != req.id:
                         continue  # the late answer of an earlier direct task: already settled
