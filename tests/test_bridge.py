@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import pickle
 import threading
 import time
@@ -224,6 +225,46 @@ def test_shared_buffer_handoff(bridge: wb.WorkerBridge) -> None:
         buf.view  # noqa: B018
     with pytest.raises(wb.ValidationError):
         bridge.submit("t", "bufsum", {"data": buf})
+
+
+def _segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith(f"wb_{os.getpid()}_buf_")}
+
+
+def test_handed_buffer_given_back_whole_is_the_same_buffer(bridge: wb.WorkerBridge) -> None:
+    before = _segments()
+    data = os.urandom(1 << 20)
+    buf = bridge.allocate(len(data))
+    buf.view[:] = data
+    out = bridge.run("_wb", "echo", buf)
+    assert out is buf  # no copy either way: the memory came back to its owner
+    assert bytes(buf.view) == data
+    buf.view[:4] = b"WXYZ"  # writable again, and it can be handed to another task
+    nested = bridge.run("_wb", "echo", {"again": buf, "n": 1})
+    assert nested == {"again": buf, "n": 1}
+    assert bytes(buf.view[:4]) == b"WXYZ"
+    assert len(_segments() - before) == 1
+    buf.close()
+    assert _segments() == before
+
+
+def test_handed_buffer_small_comes_back_too(bridge: wb.WorkerBridge) -> None:
+    buf = bridge.allocate(3)  # below the out-of-band threshold: still by name, not bytes
+    buf.view[:] = b"abc"
+    assert bridge.run("_wb", "echo", buf) is buf
+    buf.close()
+
+
+def test_handed_buffer_part_comes_back_as_bytes_and_is_freed(bridge: wb.WorkerBridge) -> None:
+    before = _segments()
+    buf = bridge.allocate(1 << 17)
+    buf.view[:] = bytes(range(256)) * 512
+    out = bridge.run("t", "bufpart", {"data": buf, "n": 1 << 16})
+    assert type(out) is bytes
+    assert out == (bytes(range(256)) * 512)[: 1 << 16]
+    with pytest.raises(ValueError, match="handed"):
+        buf.view  # noqa: B018  (still handed over: the task did not give it back)
+    assert _segments() == before  # freed when the task ended
 
 
 def test_stats_shape(bridge: wb.WorkerBridge) -> None:

@@ -109,6 +109,12 @@ def bufsum(ctx: wb.Context, payload: Any) -> Any:
     return {"type": type(view).__name__, "len": len(view), "sum": sum(bytes(view[:1024]))}
 
 
+@wb.handler("t", "bufpart")
+def bufpart(ctx: wb.Context, payload: Any) -> Any:
+    """Return part of a handed buffer's view (``payload["data"][:n]``): a copy comes back."""
+    return payload["data"][: payload["n"]]
+
+
 @wb.handler("t", "wait_token")
 def wait_token(ctx: wb.Context, payload: Any) -> bool:
     end = time.monotonic() + float(payload)

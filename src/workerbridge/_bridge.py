@@ -296,34 +296,39 @@ class WorkerBridge:
     ) -> Task[Any]:
         self._check_usable()
         entry = lookup(channel, op)
-        if not (
-            entry.module == "workerbridge"
-            or entry.module.startswith("workerbridge.")
-            or entry.module in self._allowed
+        module = entry.module
+        if module not in self._allowed and not (
+            module == "workerbridge" or module.startswith("workerbridge.")
         ):
             raise ValidationError(
-                f"handler {channel}/{op} is defined in module {entry.module!r}, which this "
+                f"handler {channel}/{op} is defined in module {module!r}, which this "
                 f"bridge's workers do not import: add it to handlers="
             )
-        timeout = _validate_timeout("timeout", timeout)
-        if isinstance(priority, bool) or not isinstance(priority, int):
+        # each check costs only when its option is given (run()'s hot path gives none)
+        if timeout is not None:
+            timeout = _validate_timeout("timeout", timeout)
+        if type(priority) is not int and (
+            isinstance(priority, bool) or not isinstance(priority, int)
+        ):
             raise ValidationError(f"priority must be an int, got {priority!r}")
         if cancel is not None and not isinstance(cancel, CancellationToken):
             raise ValidationError("cancel must be a workerbridge.CancellationToken")
         if on_progress is not None and not callable(on_progress):
             raise ValidationError("on_progress must be callable")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if type(retries) is not int and (isinstance(retries, bool) or not isinstance(retries, int)):
+            raise ValidationError(f"retries must be an int >= 0, got {retries!r}")
+        if retries < 0:
             raise ValidationError(f"retries must be an int >= 0, got {retries!r}")
         if affinity is not None:
             try:
                 hash(affinity)
             except TypeError:
                 raise ValidationError("affinity keys must be hashable") from None
-        if not isinstance(block, bool | int | float):
+        if block is not False and not isinstance(block, bool | int | float):
             raise ValidationError("block must be a bool or a number of seconds")
         packed, buffers = pack_payload(payload)
         handed: list[HandedBuffer] = []
-        for i, b in enumerate(buffers):
+        for i, b in enumerate(buffers):  # empty for most payloads
             if isinstance(b, SharedBuffer):
                 buffers[i] = hb = HandedBuffer(b)
                 handed.append(hb)

@@ -7,7 +7,10 @@ Data flow::
     bridge.submit(ch, op, buf)        pack_payload puts a reference in the frame;
                                       the caller's view is released (transfer)
     worker attaches by name           handler gets a read-only memoryview of it
-    task done                         parent closes and unlinks the segment
+    task done                         parent closes and unlinks the segment --
+                                      unless the handler returned that view whole:
+                                      the result is then the same SharedBuffer,
+                                      writable again (sent back by name, no copy)
 
 This is transfer semantics, as with JavaScript transferables: once handed
 over, the buffer belongs to the task and the caller's :attr:`SharedBuffer.view`
@@ -34,8 +37,11 @@ class SharedBuffer:
     receives a read-only :class:`memoryview` of the same memory.
 
     Ownership moves to the task when it is submitted: the caller's
-    :attr:`view` is released, and the memory is freed when the task ends.  A
-    buffer never submitted is freed by :meth:`close` (or when collected).
+    :attr:`view` is released, and the memory is freed when the task ends --
+    unless the handler returns, whole, the view it was handed: then the
+    task's result holds this same object, writable again and free to be
+    handed to another task (no copy either way).  A buffer never submitted,
+    or given back, is freed by :meth:`close` (or when collected).
     """
 
     def __init__(self, size: int) -> None:
@@ -80,6 +86,15 @@ class SharedBuffer:
             self._view = None
             return self._segment.buf[: self._nbytes].toreadonly()
 
+    def _reclaim(self) -> SharedBuffer:
+        """Take the memory back from the task that gave it back: the view is writable again."""
+        with self._lock:
+            if self._segment is None:
+                raise ValidationError("this SharedBuffer was closed while its task ran")
+            self._view = self._segment.buf[: self._nbytes]
+            self._transferred = False
+        return self
+
     def close(self) -> None:
         """Free the memory (idempotent)."""
         with self._lock:
@@ -107,16 +122,24 @@ SharedBuffer.__module__ = "workerbridge"
 class HandedBuffer:
     """A :class:`SharedBuffer` after it was handed to a task (private record)."""
 
-    __slots__ = ("_wb_segment_name", "nbytes", "owner", "view")
+    __slots__ = ("_wb_segment_name", "nbytes", "owner", "reclaimed", "view")
 
     def __init__(self, owner: SharedBuffer) -> None:
         self._wb_segment_name = owner._wb_segment_name
         self.nbytes = owner.nbytes
         self.view: memoryview | None = owner._transfer()
         self.owner = owner
+        self.reclaimed = False
+
+    def reclaim(self) -> SharedBuffer:
+        """The task's result is this buffer, given back whole: return it to its owner."""
+        self.reclaimed = True
+        return self.owner._reclaim()
 
     def release(self) -> None:
+        """The task ended: free the memory, unless its result gave the buffer back."""
         if self.view is not None:
             self.view.release()
             self.view = None
-        self.owner.close()
+        if not self.reclaimed:
+            self.owner.close()

@@ -95,7 +95,7 @@ def _on_internal_thread() -> bool:
     return bool(getattr(_internal, "active", False))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Request:
     """Everything the dispatcher knows about one task (private record, like ``_WorkItem``)."""
 
@@ -291,7 +291,7 @@ class Dispatcher:
         start: Request | None = None
         with self._lock:
             self._check_open()
-            if self._free_slot_for(affinity) is None and self._queued >= self._max_queue:
+            if self._queued >= self._max_queue and self._free_slot_for(affinity) is None:
                 if block is False:
                     raise QueueFullError(
                         f"{self._queued} tasks are queued (max_queue={self._max_queue}); "
@@ -420,6 +420,17 @@ class Dispatcher:
             for i, r in enumerate(self._slots)
         ]
 
+    def _choose_idle(self) -> int | None:
+        """Under the lock: the balancer's pick among the idle slots (``None``: none idle)."""
+        slots = self._slots
+        idle = [i for i, r in enumerate(slots) if r.state == "idle"]
+        if len(idle) <= 1:
+            return idle[0] if idle else None  # one candidate: every strategy agrees
+        views = [
+            WorkerView(i, True, 0, slots[i].busy_seconds, slots[i].affinity_keys) for i in idle
+        ]
+        return choose(self._strategy, views, self._last_choice, len(slots))
+
     def _place(self, req: Request) -> Request | None:
         """Under the lock: start ``req`` on an idle slot, or queue it.  Returns req to start."""
         if req.home is not None:
@@ -431,7 +442,7 @@ class Dispatcher:
         else:
             index = None
             if not self._heap:
-                index = choose(self._strategy, self._views(), self._last_choice)
+                index = self._choose_idle()
             if index is not None:
                 self._last_choice = index
                 self._assign(index, req)
@@ -544,15 +555,22 @@ class Dispatcher:
                     self._failed += 1
                     rec.failed += 1
                 finish = req
+            settled = req.direct and not rec.retire
+            if settled:
+                # The answer came to the caller blocked in run(), on its own thread: the
+                # lane's next task never waits on that thread, so no "finishing" pause.
+                rec.state = "idle"
+                start = self._take_next(slot.index)
         if finish is not None:
             self._finish(finish, ok, value, slot)
-        with self._lock:
-            if rec.slot is slot and rec.state == "finishing":
-                if rec.retire:
-                    self._replace_retired(rec)
-                else:
-                    rec.state = "idle"
-                    start = self._take_next(slot.index)
+        if not settled:
+            with self._lock:
+                if rec.slot is slot and rec.state == "finishing":
+                    if rec.retire:
+                        self._replace_retired(rec)
+                    else:
+                        rec.state = "idle"
+                        start = self._take_next(slot.index)
         if start is not None:
             self._start(start)
 

@@ -55,14 +55,20 @@ def run_request(
     resolve: Callable[[int], object],
     ctx: Context,
     debug: bool = False,
+    returned: dict[int, Any] | None = None,
 ) -> Outcome:
-    """Look up the handler, decode the payload, run, encode the result or the error."""
+    """Look up the handler, decode the payload, run, encode the result or the error.
+
+    ``returned`` maps the ids of the handed-buffer views ``resolve`` gave out to
+    what the result carries instead if the handler returns one (see
+    :func:`~workerbridge._protocol.pack_payload`).
+    """
     tag = TMP_TAG.set(tmp_tag(ctx.task_id))
     try:
         entry = lookup(channel, op)
         value = None if payload is None else unpack_payload(payload, resolve)
         result = entry.fn(ctx, value)
-        packed, buffers = pack_payload(result)
+        packed, buffers = pack_payload(result, returned=returned)
     except BaseException as exc:  # a handler's SystemExit must not end the worker
         if isinstance(exc, KeyboardInterrupt):
             raise

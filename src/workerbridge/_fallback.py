@@ -24,6 +24,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._buffer import HandedBuffer
 from ._dispatcher import mark_internal_thread
 from ._execute import run_request
 from ._protocol import unpack_payload
@@ -100,22 +101,32 @@ class ThreadSlot:
             if req is None or self._abandoned:
                 return
             buffers = req.buffers
+            returned: dict[int, Any] = {}
 
-            def resolve(i: int, buffers: list[Any] = buffers) -> object:
+            def resolve(
+                i: int, buffers: list[Any] = buffers, returned: dict[int, Any] = returned
+            ) -> object:
                 b: Any = buffers[i]
-                if hasattr(b, "_wb_segment_name"):
-                    b = b.view
-                return memoryview(b).toreadonly()
+                if not hasattr(b, "_wb_segment_name"):
+                    return memoryview(b).toreadonly()
+                view = memoryview(b.view).toreadonly()
+                returned[id(view)] = b  # given back whole: reclaimed, as from a worker
+                return view
 
             ctx = Context(req.id, self.index, self._state, self)
-            ok, data, out = run_request(req.channel, req.op, req.payload, resolve, ctx, self._debug)
+            ok, data, out = run_request(
+                req.channel, req.op, req.payload, resolve, ctx, self._debug, returned
+            )
             if self.abandoned():
                 return
             value: object
             if ok:
 
                 def copy_out(i: int, out: list[Any] = out) -> object:
-                    return bytes(out[i])
+                    b = out[i]
+                    if isinstance(b, HandedBuffer):
+                        return b.reclaim()
+                    return bytes(b)
 
                 try:
                     value = unpack_payload(data, copy_out)

@@ -156,6 +156,9 @@ class WorkerProcess:
         self._stop = False
         self._arena: Segment | None = None
         self._resp: Segment | None = None
+        #: (task id, {segment name: HandedBuffer}) of the running task's handed buffers,
+        #: which its answer may give back by name (see SegmentRange)
+        self._handed: tuple[int, dict[str, Any]] | None = None
         self.pid: int | None = None
         self._thread = threading.Thread(
             target=self._life, name=f"workerbridge-worker-{index}", daemon=True
@@ -298,20 +301,29 @@ class WorkerProcess:
                 if frame.payload is not None:
 
                     def resolve(i: int, table: list[list[Any]] = frame.bufs) -> object:
-                        return self._copy_out(table, i)
+                        return self._copy_out(table, i, frame.id)
 
                     value = unpack_payload(frame.payload, resolve)
+                self._forget_handed(frame.id)
                 self._dispatcher.on_result(self, frame.id, True, value)
             elif frame.kind == ERROR:
                 record = unpack_payload(frame.payload or b"\xc0", lambda i: None)
                 failure = exception_from_record(record, frame.id)
+                self._forget_handed(frame.id)
                 self._dispatcher.on_result(self, frame.id, False, failure)
             else:
                 raise ProtocolError(f"unexpected frame kind {frame.kind!r} from a worker")
         except ProtocolError as exc:
             logger.warning("worker %d sent a bad frame: %s", self.index, exc)
             exc_for_task = ProtocolError(f"bad answer from worker {self.index}: {exc}")
+            self._forget_handed(frame.id)
             self._dispatcher.on_result(self, frame.id, False, exc_for_task)
+
+    def _forget_handed(self, task_id: int | None) -> None:
+        """Drop the answered task's handed buffers (before the lane can take a new task)."""
+        handed = self._handed
+        if handed is not None and handed[0] == task_id:
+            self._handed = None
 
     def read_direct(self, req: Request) -> None:
         """Read ``req``'s answer from the direct pipe on the calling thread.
@@ -328,16 +340,17 @@ class WorkerProcess:
             dfd, wake = self._dfd, self._wake_r
             self._direct_id = req.id
             try:
-                while req.state == RUNNING and not req.task.done():
-                    events = poller.poll()
+                while req.state == RUNNING:
                     ready = False
-                    for fd, _ in events:
-                        if fd == wake:
+                    for fd, _ in poller.poll():
+                        if fd == dfd:
+                            ready = True
+                        else:  # the wake pipe: a cancel, a timeout or a close
                             with contextlib.suppress(OSError):
                                 os.read(wake, 512)
-                        elif fd == dfd:
-                            ready = True
                     if not ready:
+                        if req.task.done():
+                            return
                         continue
                     try:
                         data = reader.read_frame()
@@ -354,12 +367,16 @@ class WorkerProcess:
             finally:
                 self._direct_id = 0
 
-    def _copy_out(self, table: list[list[Any]], index: int) -> bytes:
+    def _copy_out(self, table: list[list[Any]], index: int, task_id: int | None) -> object:
         if not 0 <= index < len(table):
             raise ProtocolError("result references a missing buffer")
         name, off, n = table[index]
         prefix = f"wb_{self.pid}_"
         if not str(name).startswith(prefix):
+            handed = self._handed
+            hb = handed[1].get(name) if handed is not None and handed[0] == task_id else None
+            if hb is not None and off == 0 and n == hb.nbytes:
+                return hb.reclaim()  # the handler gave back the buffer it was handed
             raise ProtocolError("result references a segment the worker does not own")
         seg = self._resp
         if seg is None or seg.name != name:
@@ -410,7 +427,10 @@ class WorkerProcess:
 
     def start(self, req: Request) -> None:
         table: list[list[object]] = []
+        self._handed = None
         if req.buffers:
+            handed = {b._wb_segment_name: b for b in req.buffers if hasattr(b, "_wb_segment_name")}
+            self._handed = (req.id, handed) if handed else None
             plain = [b for b in req.buffers if not hasattr(b, "_wb_segment_name")]
             need = sum(_align(len(b) if isinstance(b, bytes) else b.nbytes) for b in plain)
             arena = self._arena

@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgpack
 
@@ -57,6 +58,7 @@ __all__ = [
     "BufferRef",
     "Frame",
     "FrameReader",
+    "SegmentRange",
     "decode_frame",
     "encode_frame",
     "pack_payload",
@@ -88,9 +90,8 @@ _HEADER = struct.Struct("<I")
 _READ_CHUNK: Final = 16 * 1024  # below malloc's mmap threshold: no mmap/munmap per read
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One decoded, validated frame."""
+class Frame(NamedTuple):
+    """One decoded, validated frame (a named tuple: built once per frame on the hot path)."""
 
     kind: str
     id: int | None
@@ -109,6 +110,22 @@ class BufferRef:
     index: int
 
 
+class SegmentRange:
+    """A range of an existing shared-memory segment, sent by name instead of copied.
+
+    A worker answers with one when its handler returns, whole, the read-only
+    view of a buffer handed to it (:meth:`WorkerBridge.allocate`): the memory
+    goes back to its owner without a copy.
+    """
+
+    __slots__ = ("_wb_segment_name", "nbytes", "offset")
+
+    def __init__(self, name: str, offset: int, nbytes: int) -> None:
+        self._wb_segment_name = name
+        self.offset = offset
+        self.nbytes = nbytes
+
+
 # -- payloads -----------------------------------------------------------------------------
 
 
@@ -116,7 +133,32 @@ def _is_buffer(obj: object) -> bool:
     return isinstance(obj, bytes | bytearray | memoryview)
 
 
-def pack_payload(obj: object, threshold: int = OUT_OF_BAND_THRESHOLD) -> tuple[bytes, list[Any]]:
+class _Packers(threading.local):
+    """One msgpack ``Packer`` per thread: ``msgpack.packb`` builds a new one per call."""
+
+    def __init__(self) -> None:
+        self.frame = msgpack.Packer(use_bin_type=True)
+        self.payload = msgpack.Packer(use_bin_type=True, default=_refuse)
+
+
+def _refuse(value: object) -> object:
+    raise ValidationError(
+        f"cannot send a value of type {type(value).__qualname__}: payloads hold None, "
+        "bool, int, float, str, bytes-like, list, tuple and dict"
+    )
+
+
+_packers = _Packers()
+_NONE: Final = b"\xc0"
+#: payload values that cannot hold a buffer: packed as they are, without a walk
+_SCALARS: Final = frozenset({type(None), bool, int, float, str})
+
+
+def pack_payload(
+    obj: object,
+    threshold: int = OUT_OF_BAND_THRESHOLD,
+    returned: dict[int, Any] | None = None,
+) -> tuple[bytes, list[Any]]:
     """Encode a payload with msgpack, moving large binary values out of band.
 
     Parameters
@@ -127,6 +169,10 @@ def pack_payload(obj: object, threshold: int = OUT_OF_BAND_THRESHOLD) -> tuple[b
     threshold
         Binary values of at least this many bytes are replaced by a reference and
         returned in the buffer list instead of being copied into the frame.
+    returned
+        ``id(view) -> replacement`` for the views of handed buffers a handler
+        received: such a view, found anywhere in ``obj``, goes out of band as
+        its replacement (a :class:`SegmentRange`, say), whatever its size.
 
     Returns
     -------
@@ -140,34 +186,16 @@ def pack_payload(obj: object, threshold: int = OUT_OF_BAND_THRESHOLD) -> tuple[b
     ValidationError
         The payload holds a value msgpack cannot encode (the message names its type).
     """
+    if obj is None:
+        return _NONE, []
     buffers: list[Any] = []
-
-    def walk(value: object) -> object:
-        if getattr(value, "_wb_segment_name", None) is not None:
-            buffers.append(value)
-            return msgpack.ExtType(_EXT_BUFFER, _HEADER.pack(len(buffers) - 1))
-        if _is_buffer(value):
-            view = memoryview(value)  # type: ignore[arg-type]
-            if view.nbytes >= threshold:
-                if not view.contiguous:
-                    view = memoryview(view.tobytes())
-                buffers.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
-                return msgpack.ExtType(_EXT_BUFFER, _HEADER.pack(len(buffers) - 1))
-            return value
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [walk(v) for v in value]
-        return value
-
-    def default(value: object) -> object:
-        raise ValidationError(
-            f"cannot send a value of type {type(value).__qualname__}: payloads hold None, "
-            "bool, int, float, str, bytes-like, list, tuple and dict"
-        )
-
+    kind = type(obj)
     try:
-        packed = msgpack.packb(walk(obj), use_bin_type=True, default=default)
+        if kind in _SCALARS or (kind is bytes and len(obj) < threshold):  # type: ignore[arg-type]
+            value = obj
+        else:
+            value = _walk(obj, buffers, threshold, returned)
+        packed: bytes = _packers.payload.pack(value)  # a failed pack leaves the packer empty
     except ValidationError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
@@ -175,12 +203,44 @@ def pack_payload(obj: object, threshold: int = OUT_OF_BAND_THRESHOLD) -> tuple[b
     return packed, buffers
 
 
-def unpack_payload(data: bytes, resolve: Callable[[int], object]) -> object:
+def _walk(
+    value: object, buffers: list[Any], threshold: int, returned: dict[int, Any] | None
+) -> object:
+    """Replace large and shared buffers in ``value`` by references appended to ``buffers``."""
+    if returned:
+        replacement = returned.get(id(value))
+        if replacement is not None:
+            value = replacement
+    if getattr(value, "_wb_segment_name", None) is not None:
+        buffers.append(value)
+        return msgpack.ExtType(_EXT_BUFFER, _HEADER.pack(len(buffers) - 1))
+    if _is_buffer(value):
+        view = memoryview(value)  # type: ignore[arg-type]
+        if view.nbytes >= threshold:
+            if not view.contiguous:
+                view = memoryview(view.tobytes())
+            buffers.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
+            return msgpack.ExtType(_EXT_BUFFER, _HEADER.pack(len(buffers) - 1))
+        return value
+    if isinstance(value, dict):
+        return {k: _walk(v, buffers, threshold, returned) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_walk(v, buffers, threshold, returned) for v in value]
+    return value
+
+
+def _no_buffers(index: int) -> object:
+    raise ProtocolError("payload references a missing buffer")
+
+
+def unpack_payload(data: bytes, resolve: Callable[[int], object] = _no_buffers) -> object:
     """Decode a payload produced by :func:`pack_payload`.
 
     ``resolve(index)`` turns each out-of-band reference into the object the
     handler or caller sees (a memoryview over shared memory, or a copy).
     """
+    if data == _NONE:
+        return None
 
     def ext_hook(code: int, raw: bytes) -> object:
         if code != _EXT_BUFFER or len(raw) != _HEADER.size:
@@ -220,7 +280,7 @@ def encode_frame(
         frame["bufs"] = [list(b) for b in bufs]
     if direct:
         frame["d"] = True
-    return msgpack.packb(frame, use_bin_type=True)  # type: ignore[no-any-return]
+    return _packers.frame.pack(frame)  # type: ignore[no-any-return]
 
 
 def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
@@ -235,31 +295,34 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:
         raise ProtocolError(f"malformed frame: {type(exc).__name__}") from None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise ProtocolError("malformed frame: not a map")
-    version = obj.get("v")
-    if version != VERSION:
+    get = obj.get
+    version = get("v")
+    if version != VERSION or type(version) is not int:
         raise ProtocolError(f"incompatible protocol version {version!r} (expected {VERSION})")
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
+    kind = get("kind")
+    if type(kind) is not str or kind not in KINDS:
         raise ProtocolError(f"unknown frame kind {kind!r}")
-    fid = obj.get("id")
-    if fid is not None and (not isinstance(fid, int) or isinstance(fid, bool)):
+    fid = get("id")
+    if fid is not None and type(fid) is not int:
         raise ProtocolError("malformed frame: id is not an integer")
-    channel = obj.get("channel", "")
-    op = obj.get("op", "")
-    if not isinstance(channel, str) or not isinstance(op, str):
+    channel = get("channel", "")
+    op = get("op", "")
+    if type(channel) is not str or type(op) is not str:
         raise ProtocolError("malformed frame: channel and op must be strings")
-    payload = obj.get("payload")
-    if payload is not None and not isinstance(payload, bytes):
+    payload = get("payload")
+    if payload is not None and type(payload) is not bytes:
         raise ProtocolError("malformed frame: payload is not binary")
-    bufs = obj.get("bufs", [])
-    if not isinstance(bufs, list) or not all(
-        isinstance(b, list)
+    bufs = get("bufs")
+    if bufs is None:
+        bufs = []
+    elif type(bufs) is not list or not all(
+        type(b) is list
         and len(b) == 3
-        and isinstance(b[0], str)
-        and isinstance(b[1], int)
-        and isinstance(b[2], int)
+        and type(b[0]) is str
+        and type(b[1]) is int
+        and type(b[2]) is int
         and b[1] >= 0
         and b[2] >= 0
         for b in bufs
@@ -267,8 +330,8 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         raise ProtocolError("malformed frame: bad buffer table")
     if kind == REQUEST and (fid is None or not channel or not op):
         raise ProtocolError("malformed request: id, channel and op are required")
-    direct = obj.get("d", False)
-    if not isinstance(direct, bool):
+    direct = get("d", False)
+    if type(direct) is not bool:
         raise ProtocolError("malformed frame: d is not a boolean")
     return Frame(kind, fid, channel, op, payload, bufs, direct)
 
@@ -279,9 +342,12 @@ def write_frame(fd: int, frame: bytes) -> None:
         raise ValidationError(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME}-byte limit")
     header = _HEADER.pack(len(frame))
     if len(frame) <= 4096:
-        data = memoryview(header + frame)
-        while data:
-            data = data[os.write(fd, data) :]
+        data = header + frame
+        written = os.write(fd, data)  # one write of up to PIPE_BUF bytes is whole
+        if written < len(data):
+            rest = memoryview(data)[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
         return
     written = os.writev(fd, [header, frame])
     total = len(header) + len(frame)
@@ -316,6 +382,16 @@ class FrameReader:
         return True
 
     def read_frame(self) -> bytes | None:
+        if not self._buf:
+            # the common case: one read brings exactly one whole frame
+            chunk = os.read(self._fd, _READ_CHUNK)
+            if not chunk:
+                return None
+            if len(chunk) > _HEADER.size:
+                (length,) = _HEADER.unpack_from(chunk)
+                if len(chunk) == _HEADER.size + length and length <= self._max:
+                    return chunk[_HEADER.size :]
+            self._buf += chunk
         if not self._fill(_HEADER.size):
             if self._buf:
                 self._buf.clear()

@@ -38,6 +38,7 @@ from ._protocol import (
     RESPONSE,
     SHUTDOWN,
     FrameReader,
+    SegmentRange,
     decode_frame,
     encode_frame,
     pack_payload,
@@ -174,9 +175,11 @@ class _Worker:
     def write_results(self, buffers: list[Any]) -> list[list[object]]:
         if not buffers:
             return []
-        need = sum((memoryview(b).nbytes + 63) & ~63 for b in buffers)
+        need = sum(
+            (memoryview(b).nbytes + 63) & ~63 for b in buffers if not isinstance(b, SegmentRange)
+        )
         resp = self.resp
-        if resp is None or resp.size < need:
+        if need and (resp is None or resp.size < need):
             if resp is not None:
                 resp.close()
                 resp.unlink()
@@ -187,6 +190,9 @@ class _Worker:
         table: list[list[object]] = []
         off = 0
         for b in buffers:
+            if isinstance(b, SegmentRange):  # a handed buffer given back: by name
+                table.append([b._wb_segment_name, b.offset, b.nbytes])
+                continue
             view = memoryview(b)
             n = view.nbytes
             resp.buf[off : off + n] = view.cast("B") if view.format != "B" else view
@@ -202,7 +208,9 @@ class _Worker:
         views: list[memoryview] = []
         table = frame.bufs
         resolve = self._no_buffers
+        returned: dict[int, SegmentRange] | None = None
         if table:
+            returned = {}
 
             def resolve(i: int) -> object:
                 if not 0 <= i < len(table):
@@ -213,12 +221,17 @@ class _Worker:
                     raise ProtocolError("buffer reference out of bounds")
                 view = seg.buf[off : off + n].toreadonly()
                 views.append(view)
+                parsed = parse_name(str(name))
+                if parsed is not None and parsed[1] == "buf":
+                    # a buffer the caller handed over (allocate): if the handler returns
+                    # this very view, it goes back by name, not copied
+                    returned[id(view)] = SegmentRange(str(name), int(off), int(n))
                 return view
 
         try:
             ctx = Context(task_id, self.index, self.state, ctl)
             ok, data, out = run_request(
-                frame.channel, frame.op, frame.payload, resolve, ctx, self.debug
+                frame.channel, frame.op, frame.payload, resolve, ctx, self.debug, returned
             )
             # A direct request's caller reads the answer from the direct pipe -- unless the
             # task was stopped (its cancel word is set): then the caller has gone and the
