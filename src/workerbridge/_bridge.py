@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._balancer import STRATEGIES, Strategy
 from ._buffer import HandedBuffer, SharedBuffer
-from ._dispatcher import Backend, Dispatcher
+from ._dispatcher import UNSET, Backend, Dispatcher
 from ._errors import BrokenPoolError, PoolClosedError, ValidationError
 from ._fallback import InProcessBackend
 from ._protocol import pack_payload
@@ -372,8 +372,8 @@ class WorkerBridge:
         """
         task = self._submit(channel, op, payload, direct=True, **options)
         try:
-            self._dispatcher.wait_direct(task)
-            return task.result()
+            value = self._dispatcher.wait_direct(task)
+            return task.result() if value is UNSET else value
         except BaseException:
             task.cancel()
             raise

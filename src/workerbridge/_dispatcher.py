@@ -54,7 +54,15 @@ from ._task import Progress, Task
 if TYPE_CHECKING:
     from ._shared import CancellationToken
 
-__all__ = ["CANCEL_GRACE", "PROGRESS_INTERVAL", "Backend", "Dispatcher", "Request", "Slot"]
+__all__ = [
+    "CANCEL_GRACE",
+    "PROGRESS_INTERVAL",
+    "UNSET",
+    "Backend",
+    "Dispatcher",
+    "Request",
+    "Slot",
+]
 
 logger = logging.getLogger("workerbridge")
 
@@ -73,6 +81,9 @@ RESTART_BUDGET: Final = 10
 RESTART_WINDOW: Final = 60.0
 
 QUEUED, RUNNING, STOPPING, DONE = "queued", "running", "stopping", "done"
+
+#: "no value here: wait on the task" (see :meth:`Dispatcher.wait_direct`)
+UNSET: Final = object()
 #: ``finishing``: the slot's task answered and its future's callbacks are running; the
 #: slot takes its next task only after them, so a callback that closes the bridge never
 #: waits on a task already handed to its own thread.
@@ -150,8 +161,11 @@ class Slot(Protocol):
     def kill(self) -> None:
         """Stop by force whatever runs; the slot then reports itself dead."""
 
-    def read_direct(self, req: Request) -> None:
-        """Read ``req``'s answer on the calling thread (only for ``req.direct`` tasks)."""
+    def read_direct(self, req: Request) -> Any:
+        """Read ``req``'s answer on the calling thread (only for ``req.direct`` tasks).
+
+        Returns what :meth:`Dispatcher.settle_direct` returns, or :data:`UNSET`.
+        """
 
     def shutdown(self, wait: bool) -> None:
         """Stop after the current task (``wait``) or at once, and release resources."""
@@ -351,15 +365,57 @@ class Dispatcher:
             self._start(start)
         return task
 
-    def wait_direct(self, task: Task[Any]) -> None:
+    def wait_direct(self, task: Task[Any]) -> Any:
         """For a ``direct`` task: read its answer on this thread, if it is still running.
 
-        Returns when the task is resolved, or stopped (timeout, cancellation,
-        close), or its worker died; the caller then waits on ``task`` as usual.
+        Returns the task's result when it succeeded and nothing but the caller
+        observes the task (then the task itself is left unresolved: nobody else
+        holds it).  Otherwise returns :data:`UNSET` once the task is resolved,
+        stopped (timeout, cancellation, close) or its worker died; the caller
+        then waits on ``task`` as usual.
         """
         req = self._tasks.get(task.id)
         if req is not None and req.direct and req.lane is not None:
-            req.lane.read_direct(req)
+            return req.lane.read_direct(req)
+        return UNSET
+
+    def settle_direct(self, slot: Slot, req: Request, value: Any) -> Any:
+        """A direct task's successful answer, read by its caller: settle it in one lock hold.
+
+        Returns ``value`` for the caller to return as it is, or :data:`UNSET` when
+        the task went the general way (:meth:`on_result`) and is resolved.
+        """
+        now = time.monotonic()
+        start: Request | None = None
+        with self._lock:
+            rec = self._slots[slot.index]
+            if (
+                rec.slot is not slot
+                or rec.current is not req
+                or req.state != RUNNING
+                or rec.retire
+                or req.task._observed
+                or req.on_progress is not None
+                or req.token is not None
+            ):
+                quick = False
+            else:
+                quick = True
+                rec.current = None
+                rec.busy_seconds += now - req.started
+                req.state = DONE
+                del self._tasks[req.id]
+                self._latencies.append(now - req.submitted)
+                self._completed += 1
+                rec.completed += 1
+                rec.state = "idle"
+                start = self._take_next(slot.index)
+        if not quick:
+            self.on_result(slot, req.id, True, value)
+            return UNSET
+        if start is not None:
+            self._start(start)
+        return value
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block until the queue has room (or ``timeout`` passes); ``False`` on timeout."""
@@ -423,6 +479,14 @@ class Dispatcher:
     def _choose_idle(self) -> int | None:
         """Under the lock: the balancer's pick among the idle slots (``None``: none idle)."""
         slots = self._slots
+        if self._strategy == "least-busy":
+            # balancer.choose's rule, inlined for the hot path (tests check they agree):
+            # idle workers have nothing in flight, so the least busy time, then the index
+            best, least = None, 0.0
+            for i, r in enumerate(slots):
+                if r.state == "idle" and (best is None or r.busy_seconds < least):
+                    best, least = i, r.busy_seconds
+            return best
         idle = [i for i, r in enumerate(slots) if r.state == "idle"]
         if len(idle) <= 1:
             return idle[0] if idle else None  # one candidate: every strategy agrees

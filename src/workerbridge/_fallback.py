@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._buffer import HandedBuffer
-from ._dispatcher import mark_internal_thread
+from ._dispatcher import UNSET, mark_internal_thread
 from ._execute import run_request
 from ._protocol import unpack_payload
 from ._registry import Context
@@ -76,8 +76,9 @@ class ThreadSlot:
         tid, cur, tot = self._progress
         return (cur, tot) if tid == task_id else None
 
-    def read_direct(self, req: Request) -> None:
+    def read_direct(self, req: Request) -> Any:
         """Never called: only worker processes take direct tasks."""
+        return UNSET
 
     def kill(self) -> None:
         # A thread cannot be stopped: abandon it and let the dispatcher replace the slot.

@@ -40,7 +40,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._atomic import atomic_array
-from ._dispatcher import RUNNING, mark_internal_thread
+from ._dispatcher import RUNNING, UNSET, mark_internal_thread
 from ._errors import ProtocolError
 from ._protocol import (
     ERROR,
@@ -293,8 +293,13 @@ class WorkerProcess:
             self.kill()
             return None
 
-    def _answer(self, frame: Frame) -> None:
-        """Hand a decoded response or error frame to the dispatcher."""
+    def _answer(self, frame: Frame, direct: Request | None = None) -> Any:
+        """Hand a decoded response or error frame to the dispatcher.
+
+        ``direct``: the task whose caller read the frame itself; a success then
+        goes through :meth:`Dispatcher.settle_direct`, whose answer this returns
+        (otherwise :data:`UNSET`).
+        """
         try:
             if frame.kind == RESPONSE:
                 value = None
@@ -305,6 +310,8 @@ class WorkerProcess:
 
                     value = unpack_payload(frame.payload, resolve)
                 self._forget_handed(frame.id)
+                if direct is not None:
+                    return self._dispatcher.settle_direct(self, direct, value)
                 self._dispatcher.on_result(self, frame.id, True, value)
             elif frame.kind == ERROR:
                 record = unpack_payload(frame.payload or b"\xc0", lambda i: None)
@@ -318,6 +325,7 @@ class WorkerProcess:
             exc_for_task = ProtocolError(f"bad answer from worker {self.index}: {exc}")
             self._forget_handed(frame.id)
             self._dispatcher.on_result(self, frame.id, False, exc_for_task)
+        return UNSET
 
     def _forget_handed(self, task_id: int | None) -> None:
         """Drop the answered task's handed buffers (before the lane can take a new task)."""
@@ -325,18 +333,19 @@ class WorkerProcess:
         if handed is not None and handed[0] == task_id:
             self._handed = None
 
-    def read_direct(self, req: Request) -> None:
+    def read_direct(self, req: Request) -> Any:
         """Read ``req``'s answer from the direct pipe on the calling thread.
 
         Returns once the task is resolved, stopped (timeout, cancellation,
         close: the wake pipe interrupts the wait) or its worker is gone (end of
-        file; this lane's thread reports the death).  The caller then waits on
-        the task as usual.
+        file; this lane's thread reports the death).  Returns the result when
+        :meth:`Dispatcher.settle_direct` lets the caller take it as it is, else
+        :data:`UNSET`: the caller then waits on the task as usual.
         """
         with self._direct_lock:
             poller, reader = self._poller, self._dreader
             if poller is None or reader is None or self._dfd < 0:
-                return
+                return UNSET
             dfd, wake = self._dfd, self._wake_r
             self._direct_id = req.id
             try:
@@ -350,20 +359,21 @@ class WorkerProcess:
                                 os.read(wake, 512)
                     if not ready:
                         if req.task.done():
-                            return
+                            return UNSET
                         continue
                     try:
                         data = reader.read_frame()
                     except (OSError, ProtocolError):
-                        return  # the worker died mid-frame: this lane's thread reports it
+                        return UNSET  # the worker died mid-frame: this lane's thread reports it
                     if data is None:
-                        return
+                        return UNSET
                     frame = self._decode(data)
                     if frame is None:
-                        return
+                        return UNSET
                     if frame.id != req.id:
                         continue  # the late answer of an earlier direct task: already settled
-                    self._answer(frame)
+                    return self._answer(frame, req)
+                return UNSET
             finally:
                 self._direct_id = 0
 

@@ -70,6 +70,9 @@ class Task(concurrent.futures.Future[T], Generic[T]):
         self.op = op
         self._dispatcher = dispatcher
         self._started = False
+        #: someone may wait on this future besides the caller that submitted it
+        #: (a done callback); until then run() may take a direct answer without it
+        self._observed = False
 
     def cancel(self) -> bool:
         """Cancel the task, queued or running.
@@ -133,6 +136,7 @@ class Task(concurrent.futures.Future[T], Generic[T]):
 
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[T]], object]) -> None:
         """Call ``fn(task)`` when the task finishes (at once if it already has)."""
+        self._observed = True
         super().add_done_callback(fn)
 
     def __await__(self) -> Generator[Any, None, T]:

@@ -28,9 +28,9 @@ def direct_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = _pool.WorkerProcess.read_direct
 
-    def counting(self: _pool.WorkerProcess, req: object) -> None:
+    def counting(self: _pool.WorkerProcess, req: object) -> object:
         seen.append(req.id)  # type: ignore[attr-defined]
-        original(self, req)  # type: ignore[arg-type]
+        return original(self, req)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_pool.WorkerProcess, "read_direct", counting)
     return seen
@@ -53,6 +53,22 @@ def test_run_reads_its_answer_directly(one: wb.WorkerBridge, direct_reads: list[
     assert len(direct_reads) == 51
     stats = one.stats()
     assert stats.completed == 51 and stats.failed == 1 and stats.restarts == 0
+
+
+def test_direct_answer_with_progress_or_token_resolves_the_task(
+    one: wb.WorkerBridge, direct_reads: list[int]
+) -> None:
+    seen: list[wb.Progress] = []
+    token = wb.CancellationToken()
+    try:
+        assert one.run("t", "add", {"a": 1, "b": 2}, on_progress=seen.append) == 3
+        assert one.run("t", "add", {"a": 2, "b": 2}, cancel=token) == 4
+    finally:
+        token.close()
+    assert len(direct_reads) == 2
+    assert seen and seen[-1].fraction == 1.0  # the general path's final progress
+    stats = one.stats()
+    assert stats.completed == 3 and stats.failed == 0  # the fixture's task, and these
 
 
 def test_queued_run_takes_the_ordinary_path(one: wb.WorkerBridge, direct_reads: list[int]) -> None:

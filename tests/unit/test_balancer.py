@@ -36,3 +36,35 @@ def test_least_busy_prefers_rested_worker() -> None:
 def test_affinity_home_balances_keys() -> None:
     ws = [WorkerView(0, True, 0, 0.0, 3), WorkerView(1, True, 0, 0.0, 1)]
     assert choose_affinity_home(ws) == 1
+
+
+def test_dispatcher_pick_agrees_with_the_balancer() -> None:
+    """The dispatcher inlines least-busy on its hot path: it must pick what choose() picks."""
+    import random
+    import types
+
+    from workerbridge._dispatcher import Dispatcher
+
+    rng = random.Random(7)
+    for strategy in ("least-busy", "round-robin"):
+        for _ in range(500):
+            n = rng.randint(1, 6)
+            slots = [
+                types.SimpleNamespace(
+                    state=rng.choice(["idle", "busy", "starting"]),
+                    busy_seconds=rng.choice([0.0, 1.0, 2.5, rng.random()]),
+                    affinity_keys=0,
+                )
+                for _ in range(n)
+            ]
+            last = rng.randint(-1, n - 1)
+            fake = types.SimpleNamespace(_slots=slots, _strategy=strategy, _last_choice=last)
+            expected = choose(
+                strategy,
+                [
+                    WorkerView(i, r.state == "idle", 0 if r.state == "idle" else 1, r.busy_seconds)
+                    for i, r in enumerate(slots)
+                ],
+                last,
+            )
+            assert Dispatcher._choose_idle(fake) == expected  # type: ignore[arg-type]

@@ -315,10 +315,11 @@ def echo(cfg: Config) -> CaseResult:
             t1 = clock()
             buf.view[:] = payload  # the caller producing its data in place: not timed
             t2 = clock()
-            out = bridge.run("_wb", "echo", buf)
+            out = bridge.run("_wb", "echo", buf)  # the handler gives the buffer back
             t3 = clock()
             if len(out) != size:
                 raise RuntimeError(f"echo returned {len(out)} bytes, not {size}")
+            out.close()  # as a peer's result is freed: not timed
             fills.append(t3 - t0)
             return (t1 - t0) + (t3 - t2)
 
@@ -344,7 +345,7 @@ def echo(cfg: Config) -> CaseResult:
         if name == executor.name:
             label = f"{WB} Executor.submit()"
         elif name == f"{WB} allocate()":
-            label = f"{WB} allocate() + run() (fill not timed)"
+            label = f"{WB} allocate() + run(), given back (fill not timed)"
         case.rows.append(rate_row(label, name, "echo", _summary(s), gb, "GB/s", status=s.status))
         if name == f"{WB} allocate()" and s.ok and fills:
             case.rows.append(
