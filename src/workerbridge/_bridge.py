@@ -503,7 +503,7 @@ class WorkerBridge:
         self._forked = True
         backend = self._dispatcher._backend
         for rec in self._dispatcher._slots:
-            for attr in ("_wfd", "_rfd", "_lfd"):
+            for attr in ("_wfd", "_rfd", "_lfd", "_dfd", "_wake_r", "_wake_w"):
                 fd = getattr(rec.slot, attr, -1)
                 if isinstance(fd, int) and fd >= 0:
                     with contextlib.suppress(OSError):

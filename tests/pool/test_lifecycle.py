@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 import workerbridge as wb
 from workerbridge import _atomic
@@ -36,25 +39,49 @@ def test_fork_child_gets_a_fresh_bridge() -> None:
     parent.close()
 
 
-def test_parent_sigkill_leaves_no_workers_or_segments(tmp_path: object) -> None:
+@pytest.mark.parametrize("forked_child", [False, True], ids=["alone", "forked-child-lives"])
+def test_parent_sigkill_leaves_no_workers_or_segments(forked_child: bool) -> None:
+    # With a forked child still alive (a fork-start multiprocessing pool, say), the
+    # workers must still see their parent die: the child holds none of the pipe ends.
     script = textwrap.dedent(
-        """
-        import os, signal, sys, workerbridge as wb
+        f"""
+        import os, signal, sys, time, workerbridge as wb
         b = wb.WorkerBridge(workers=2, fallback="never")
         b.run("_wb", "echo", b"x" * (1 << 20))
         pids = [w.pid for w in b.stats().workers]
+        if {forked_child!r}:
+            child = os.fork()
+            if child == 0:  # lets go of the captured output, then outlives the parent
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                time.sleep(120)
+                os._exit(0)
+            pids.append(-child)
         print(" ".join(map(str, pids)), flush=True)
         task = b.submit("_wb", "sleep", 30)
-        import time; time.sleep(0.3)
+        time.sleep(0.3)
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
+    # Workers share the captured output: run() returns once they are gone too (a worker
+    # kept alive by the child's pipe ends would hold it until the child exits, 120 s).
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    parent_pid_segments = proc.stdout.split()
-    worker_pids = [int(p) for p in parent_pid_segments]
+    listed = [int(p) for p in proc.stdout.split()]
+    worker_pids = [p for p in listed if p > 0]
+    children = [-p for p in listed if p < 0]
+    try:
+        _expect_gone(worker_pids)
+    finally:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def _expect_gone(worker_pids: list[int]) -> None:
     deadline = time.monotonic() + 10
     alive = worker_pids
     while time.monotonic() < deadline:
