@@ -77,7 +77,6 @@ import os
 import random
 import re
 import ssl
-import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +86,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from .._errors import IntegrityError, TaskCancelledError, ValidationError, WorkerBridgeError
 from .._types import WorkContext
+from ._files import open_source
 from ._transfer import HTTPError, Transfer, TransferError
 
 try:
@@ -1060,7 +1060,10 @@ def upload(
     Raises
     ------
     ValidationError
-        Bad arguments, urllib3 missing, or a file over the server's ``Tus-Max-Size``.
+        Bad arguments, urllib3 missing, a source that is missing, unreadable or not
+        a regular file, or a file over the server's ``Tus-Max-Size``.
+    OSError
+        Any other failure of the operating system opening the source.
     HTTPError
         The server answered with an error status.
     TransferError
@@ -1093,18 +1096,8 @@ def upload(
     session = _session(target, timeout=timeout, ca_certs=ca_certs, headers=headers, ctx=ctx)
     retrier = _Retrier(retries, backoff, max_backoff, session.ctx)
     try:
-        # O_NONBLOCK: a FIFO must be refused below, not waited on for a writer
-        fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ValidationError(f"upload source {src_path!r}: {exc.strerror or exc}") from exc
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            raise ValidationError(f"upload source {src_path!r} is not a regular file")
-        os.set_blocking(fd, True)
-        f = open(fd, "rb")  # noqa: SIM115 - closed in the finally below
+        f, before = open_source(src_path, "upload source")  # closed in the finally below
     except BaseException:
-        os.close(fd)
         session.pool.clear()
         raise
     try:
