@@ -17,8 +17,13 @@ Data flow::
                plan.close() runs the plan's own cleanup (temporary files)
 
     shortcut: a small call with no on_progress, no token and plain options
-      (BaseBridge._quick) calls the engine itself right here: no Operation,
-      no plan, no driver; errors are mapped as op.inline maps them
+      (BaseBridge._fits / _quick) calls the engine itself right here: no
+      Operation, no plan, no driver; errors are mapped as op.inline maps them.
+      The hot methods test the commonest call (bytes, no option at all) inline
+      first: at 1 KiB every call layer costs a few percent.
+    file shortcut: a sync file call with nothing to stop (no deadline, token
+      or progress) on a small file (BaseBridge._file_max) runs its engine
+      right here too: it waits for the disk either way
 
     progress: each task's on_progress ─> _Aggregate (every part weighs its bytes)
               ─> one monotone Progress(current, total) for the caller's callback
@@ -39,10 +44,12 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
+from .._dispatcher import Dispatcher
 from .._errors import PoolError, TaskCancelledError, TaskTimeoutError, ValidationError
 from .._execute import tmp_tag
 from .._registry import Context
@@ -678,20 +685,71 @@ async def drive_async(op: Operation, plan: Plan[R]) -> R:
 _attach_lock = threading.Lock()
 
 
+def _closed_getter() -> Callable[[Dispatcher], bool]:
+    """The getter of :attr:`Dispatcher.closed`, to call directly.
+
+    Python 3.11 does not specialize property lookups: ``dispatcher.closed``
+    costs several times more than calling its getter, which the hot path does
+    on every small call.  Calling the getter keeps the dispatcher's own
+    definition of closed.
+    """
+    closed = inspect.getattr_static(Dispatcher, "closed")
+    if not isinstance(closed, property) or closed.fget is None:  # pragma: no cover
+        raise TypeError("workerbridge: Dispatcher.closed is no longer a property")
+    getter: Callable[[Dispatcher], bool] = closed.fget
+    return getter
+
+
+_dispatcher_closed: Final = _closed_getter()
+
+
 class BaseBridge:
     """Base of the bridges: a :class:`~workerbridge.WorkerBridge`, a channel and its tuning.
 
     The synchronous bridges drive their plans with :func:`drive`; the asyncio
     ones (:class:`AsyncBaseBridge`) with :func:`drive_async`.
+
+    The hot small-call methods (``encrypt``, ``decrypt``, ``hash``,
+    ``compress``, ``decompress``) first test, inline, the call they get most:
+    ``bytes`` of at most ``_plain_max`` bytes, no option given, and a bridge
+    that is not closed; only any other call pays for :meth:`_fits`.  Both
+    tests agree: the inline one only ever accepts what :meth:`_fits` accepts.
     """
 
-    __slots__ = ("_bridge", "_tuning")
+    __slots__ = ("__weakref__", "_bridge", "_dispatcher", "_plain_max", "_thresholds")
 
     _channel: ClassVar[str] = ""
 
     def __init__(self, bridge: WorkerBridge) -> None:
         self._bridge = bridge
+        # A bridge keeps its dispatcher for life; one lookup here spares one per call.
+        self._dispatcher = bridge._dispatcher
         self._tuning = Tuning()
+        _all_bridges.add(self)
+
+    @property
+    def _tuning(self) -> Tuning:
+        """This bridge object's size thresholds (tests swap them to reach every path)."""
+        return self._thresholds
+
+    @_tuning.setter
+    def _tuning(self, tuning: Tuning) -> None:
+        self._thresholds = tuning
+        self._plain_max = self._plain_limit(tuning)
+
+    def _plain_limit(self, tuning: Tuning) -> int:
+        """The largest input a call without options may handle right here (-1: none).
+
+        Everything that decides it but the bridge's closing is fixed once the
+        bridge exists: the bridge's default timeout (a short one sends all work
+        to a worker, see :meth:`_quick`), the tuning (set here), and whether
+        this process is a fork of the bridge's own (then -1, set by
+        :func:`_after_fork_in_child`), so the hot path tests one number.
+        """
+        default = self._dispatcher._default_timeout
+        if self._bridge._forked or (default is not None and default < tuning.inline_min_timeout):
+            return -1
+        return tuning.inline_max
 
     def _op(
         self,
@@ -749,12 +807,83 @@ class BaseBridge:
             return -1
         return tuning.inline_max
 
+    def _fits(
+        self,
+        data: object,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancellationToken | None,
+        priority: int,
+        name: str = "data",
+    ) -> bool:
+        """Whether a call on the bytes-like ``data`` may skip its plan (:meth:`_quick`).
+
+        ``_quick(...) >= byte_length(data, name)`` in one call, with the
+        options every small call passes (none) tested first, against
+        ``_plain_max``.  ``data`` that is not bytes-like raises
+        :exc:`ValidationError` whatever the options.
+        """
+        size = len(data) if type(data) is bytes else len(as_buffer(data, name))
+        if timeout is None and on_progress is None and cancel is None and type(priority) is int:
+            return size <= self._plain_max and not _dispatcher_closed(self._dispatcher)
+        return size <= self._quick(timeout, on_progress, cancel, priority)
+
+    def _file_max(
+        self,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancellationToken | None,
+        priority: int,
+    ) -> int:
+        """The file size up to which a *synchronous* file call may run right here (-1: none).
+
+        A file call waits for the disk (``fsync`` of the file and of its
+        directory), which no size bound keeps short, and work in this thread
+        cannot be stopped; so only a call that has nothing to stop qualifies:
+        no ``timeout`` and no ``default_timeout`` on the bridge, no token, no
+        progress callback.  The caller of a synchronous method blocks until
+        the result either way; running here spares the round trip to a
+        worker, which costs as much as the work for a small file.  The asyncio
+        bridges never do this (the wait would block the event loop).
+        """
+        if (
+            timeout is None
+            and on_progress is None
+            and cancel is None
+            and type(priority) is int
+            and self._dispatcher._default_timeout is None
+            and self._open()
+        ):
+            return self._tuning.inline_max
+        return -1
+
+    def _open(self) -> bool:
+        """Whether the bridge takes calls: not closed, and not inherited through a fork."""
+        return not self._bridge._forked and not _dispatcher_closed(self._dispatcher)
+
     def _failure(self, exc: Exception) -> BaseException:
         """What the caller gets for ``exc`` raised by an engine in this thread (as by a handler)."""
         return exception_from_record(error_record(exc, self._bridge._debug), None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._bridge!r}>"
+
+
+#: Every bridge object, for :func:`_after_fork_in_child` (held weakly).
+_all_bridges: Final[weakref.WeakSet[BaseBridge]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child, no bridge object of the parent's bridges runs work any more.
+
+    (Their :class:`~workerbridge.WorkerBridge` is marked forked by its own
+    hook; this takes their ``_plain_max`` along, which the hot path tests.)
+    """
+    for bridge in list(_all_bridges):
+        bridge._plain_max = -1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class AsyncBaseBridge(BaseBridge):

@@ -6,6 +6,8 @@ threads and never import the pool.  Data flow::
     bytes ──compress()──────────────────────────────> one zstd frame / snappy block /
                                                        gzip member / zlib stream
     bytes ──decompress()── zstd: one frame declaring ≤ 1 MiB? one-shot ──> bytes
+          (decompress_small(): the same, for the bridge's calls in the caller's
+           thread, its output capped; None when a worker must do it)
                            zstd: frame walk (._frames) ── all sizes declared? total
                                  checked against max_output_size, one-shot per frame
                            otherwise: 256 KiB output pieces, counted ──> bytes
@@ -112,6 +114,7 @@ __all__ = [
     "compress_file",
     "compress_file_range",
     "decompress",
+    "decompress_small",
     "decompress_file",
     "splittable",
 ]
@@ -209,14 +212,13 @@ def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
 
 
 class _Contexts(threading.local):
-    """This thread's reusable zstd contexts, for inputs up to :data:`CONTEXT_CACHE_MAX_INPUT`.
+    """This thread's reusable zstd compressors, for inputs up to :data:`CONTEXT_CACHE_MAX_INPUT`.
 
     zstd contexts must not be shared between threads, hence one set per thread.
     """
 
     def __init__(self) -> None:
         self.compressors: dict[int, zstandard.ZstdCompressor] = {}
-        self.decompressor: zstandard.ZstdDecompressor | None = None
 
 
 _CONTEXTS: Final = _Contexts()
@@ -234,12 +236,20 @@ def _small_compressor(level: int) -> zstandard.ZstdCompressor:
     return found
 
 
-def _one_shot_decompressor() -> zstandard.ZstdDecompressor:
-    """This thread's decompressor, for one-shot calls only (they need no window buffer)."""
-    found = _CONTEXTS.decompressor
-    if found is None:
-        found = _CONTEXTS.decompressor = zstandard.ZstdDecompressor()
-    return found
+#: Idle decompressors for one-shot calls (which need no window buffer).  A zstd
+#: context must not serve two threads at once, so a call pops one (or makes
+#: one) and appends it back when done: both are atomic, and cheaper than a
+#: thread-local lookup.  The list holds as many as calls ever ran at once; a
+#: forked child inherits only idle ones.
+_DECOMPRESSORS: Final[list[zstandard.ZstdDecompressor]] = []
+
+
+def _take_decompressor() -> zstandard.ZstdDecompressor:
+    """An idle one-shot decompressor (give it back to :data:`_DECOMPRESSORS`)."""
+    try:
+        return _DECOMPRESSORS.pop()
+    except IndexError:
+        return zstandard.ZstdDecompressor()
 
 
 class _Compressor:
@@ -534,12 +544,68 @@ def decompress(data: object, codec: str = "zstd", max_output_size: int | None = 
         Corrupt, truncated or trailing-garbage input.
     """
     codec = _check_codec(codec)
-    limit = _Limit(_check_limit(max_output_size))
+    limit = _check_limit(max_output_size)
     raw = data if type(data) is bytes else as_buffer(data)
     if codec == "zstd":  # the common small case first
-        whole = _zstd_one_shot(raw, limit.limit)
+        whole = _zstd_one_shot(raw, limit)
         if whole is not None:
             return whole
+    return _decompress_any(raw, codec, _Limit(limit))
+
+
+def decompress_small(data: object, codec: str, limit: int | None, most: int) -> bytes | None:
+    """:func:`decompress` for a small call in the caller's thread, its output capped at ``most``.
+
+    ``limit`` is the caller's ``max_output_size`` (already checked, or
+    ``None``).  Returns ``None`` when the output would pass ``most`` but not
+    ``limit``, so a worker must do it (and, unless a ``limit`` was given, for
+    an unknown codec: the caller's plan refuses it).  The common input, one
+    zstd frame in a ``bytes`` object, goes straight to the one-shot decoder,
+    skipping the general path's set-up (a sixth of a 1 KiB decompression).
+
+    Raises
+    ------
+    ValidationError
+        Output beyond ``limit``, when ``limit`` is at most ``most``.
+    IntegrityError
+        Corrupt, truncated or trailing-garbage input.
+    """
+    cap = most if limit is None or limit > most else limit
+    try:
+        if type(data) is bytes and type(codec) is str and codec == "zstd":
+            # _zstd_one_shot(data, cap), inline: the call and its set-up cost a
+            # few percent of a 1 KiB decompression.
+            try:
+                params = zstandard.get_frame_parameters(data)
+            except zstandard.ZstdError:
+                params = None
+            if (
+                params is not None
+                and 0 < params.content_size <= (cap if cap < ONE_SHOT_MAX else ONE_SHOT_MAX)
+                and 0 < params.window_size <= ZSTD_WINDOW_MAX
+            ):
+                try:
+                    decompressor = _DECOMPRESSORS.pop()
+                except IndexError:
+                    decompressor = zstandard.ZstdDecompressor()
+                try:
+                    out: bytes = decompressor.decompress(data, 0, False, False)
+                except zstandard.ZstdError:
+                    pass  # the full path finds the precise error
+                else:
+                    return out
+                finally:
+                    _DECOMPRESSORS.append(decompressor)
+            return _decompress_any(data, codec, _Limit(cap))
+        return decompress(data, codec, cap)
+    except ValidationError:
+        if cap == limit:  # the caller's own limit: the same error a worker would raise
+            raise
+    return None
+
+
+def _decompress_any(raw: bytes | memoryview, codec: str, limit: _Limit) -> bytes:
+    """:func:`decompress` for a checked codec, after the zstd one-shot declined ``raw``."""
     view = as_buffer(raw)
     if codec == "snappy":
         declared = _snappy_length(view, codec)
@@ -589,42 +655,49 @@ def _zstd_one_shot(data: bytes | memoryview, limit: int | None) -> bytes | None:
     ``None`` for any other input, and for a failure: the caller's full path
     then finds the precise error.
     """
-    if bytes(data[:4]) != ZSTD_MAGIC:
-        return None
     try:
+        # libzstd reads the magic number itself: anything but a zstd frame
+        # raises, and a skippable frame (which decompress() would read as
+        # empty) reports a window size of 0.
         params = zstandard.get_frame_parameters(data)
     except zstandard.ZstdError:
         return None
     size = params.content_size
-    cap = ONE_SHOT_MAX if limit is None else min(limit, ONE_SHOT_MAX)
+    cap = limit if limit is not None and limit < ONE_SHOT_MAX else ONE_SHOT_MAX
     # (A frame declaring 0 bytes is left to the full path: python-zstandard
     # returns b"" for it without looking at the rest of the input.)
-    if not 0 < size <= cap or params.window_size > ZSTD_WINDOW_MAX:
+    if not (0 < size <= cap and 0 < params.window_size <= ZSTD_WINDOW_MAX):
         return None
+    decompressor = _take_decompressor()
     try:
         # Positional (max_output_size, read_across_frames, allow_extra_data):
         # keywords cost as much again as decompressing 1 KiB.
-        out: bytes = _one_shot_decompressor().decompress(data, 0, False, False)
+        out: bytes = decompressor.decompress(data, 0, False, False)
     except zstandard.ZstdError:
         return None
+    finally:
+        _DECOMPRESSORS.append(decompressor)
     return out
 
 
 def _zstd_decode_frames(view: memoryview, frames: Sequence[Frame]) -> Iterator[bytes]:
     """Decode well-formed ``frames`` of ``view`` whose sizes are all known, one call each."""
-    decompressor = _one_shot_decompressor()
-    for offset, length, size in frames:
-        frame = view[offset : offset + length]
-        try:
-            if size:
-                yield decompressor.decompress(frame, 0, False, False)
-            elif frame[:4].tobytes() == ZSTD_MAGIC:  # empty: one-shot would not look at it
-                out = bytearray()
-                _zstd_pump(zstandard.ZstdDecompressor().stream_reader(frame), out.extend)
-                if out:
-                    raise _corrupt("zstd", "frame content size mismatch")
-        except zstandard.ZstdError as exc:
-            raise _corrupt("zstd", exc) from None
+    decompressor = _take_decompressor()
+    try:
+        for offset, length, size in frames:
+            frame = view[offset : offset + length]
+            try:
+                if size:
+                    yield decompressor.decompress(frame, 0, False, False)
+                elif frame[:4].tobytes() == ZSTD_MAGIC:  # empty: one-shot would not look at it
+                    out = bytearray()
+                    _zstd_pump(zstandard.ZstdDecompressor().stream_reader(frame), out.extend)
+                    if out:
+                        raise _corrupt("zstd", "frame content size mismatch")
+            except zstandard.ZstdError as exc:
+                raise _corrupt("zstd", exc) from None
+    finally:
+        _DECOMPRESSORS.append(decompressor)
 
 
 def _gzip_decode_members(view: memoryview, members: Sequence[Frame]) -> Iterator[bytes]:

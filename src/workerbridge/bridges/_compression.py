@@ -54,6 +54,7 @@ from ._base import (
     Operation,
     Plan,
     ProgressCallback,
+    _dispatcher_closed,
     byte_length,
     copy_docs,
     documented,
@@ -63,7 +64,7 @@ from ._base import (
     run_one,
     split_ranges,
 )
-from ._codecs import _check_codec, _check_level, _check_limit, splittable
+from ._codecs import _check_codec, _check_level, _check_limit, decompress_small, splittable
 from ._files import StrPath, as_buffer, caller_path
 from ._frames import Frame, ReadAt
 from ._multiframe import split_frames
@@ -120,15 +121,10 @@ def decompress_here(
     bridge: BaseBridge, data: object, codec: str, limit: int | None
 ) -> bytes | None:
     """:func:`decompress_inline` by the engine itself, for a call that may skip the plan."""
-    cap = INLINE_OUTPUT_MAX if limit is None else min(limit, INLINE_OUTPUT_MAX)
     try:
-        return _codecs.decompress(data, codec, cap)
-    except ValidationError as exc:
-        if cap == limit:  # the caller's own limit: the same error a worker would raise
-            raise bridge._failure(exc) from None
+        return decompress_small(data, codec, limit, INLINE_OUTPUT_MAX)
     except Exception as exc:
         raise bridge._failure(exc) from None
-    return None
 
 
 def decompress_plan(
@@ -352,7 +348,15 @@ class CompressionBridge(BaseBridge):
             Unknown codec, bad level, or ``data`` not bytes-like.
         {errors}
         """
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        if (
+            type(data) is bytes
+            and len(data) <= self._plain_max
+            and timeout is None
+            and on_progress is None
+            and cancel is None
+            and type(priority) is int
+            and not _dispatcher_closed(self._dispatcher)
+        ) or self._fits(data, timeout, on_progress, cancel, priority):
             try:
                 return _codecs.compress(data, codec, level)
             except Exception as exc:
@@ -405,9 +409,21 @@ class CompressionBridge(BaseBridge):
             with ``corrupt <codec> data``.
         {errors}
         """
-        limit, inline = _check_limit(max_output_size), True
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
-            out = decompress_here(self, data, codec, limit)
+        limit = None if max_output_size is None else _check_limit(max_output_size)
+        inline = True
+        if (
+            type(data) is bytes
+            and len(data) <= self._plain_max
+            and timeout is None
+            and on_progress is None
+            and cancel is None
+            and type(priority) is int
+            and not _dispatcher_closed(self._dispatcher)
+        ) or self._fits(data, timeout, on_progress, cancel, priority):
+            try:  # (decompress_here, inline: a call costs a few percent at 1 KiB)
+                out = decompress_small(data, codec, limit, INLINE_OUTPUT_MAX)
+            except Exception as exc:
+                raise self._failure(exc) from None
             if out is not None:
                 return out
             inline = False  # larger than the inline cap: a worker does it
@@ -526,7 +542,7 @@ class AsyncCompressionBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> bytes:
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        if self._fits(data, timeout, on_progress, cancel, priority):
             try:
                 return _codecs.compress(data, codec, level)
             except Exception as exc:
@@ -545,8 +561,9 @@ class AsyncCompressionBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> bytes:
-        limit, inline = _check_limit(max_output_size), True
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        limit = None if max_output_size is None else _check_limit(max_output_size)
+        inline = True
+        if self._fits(data, timeout, on_progress, cancel, priority):
             out = decompress_here(self, data, codec, limit)
             if out is not None:
                 return out

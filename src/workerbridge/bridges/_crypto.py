@@ -6,11 +6,14 @@ Data flow (each operation is one plan, see :mod:`._base`)::
                                  fingerprint(key, n)) in this process, before anything
                                  runs (NonceReuseError) ── small: this thread ── else one task
     small, plain calls           (no on_progress, no cancel token) skip the plan entirely:
-                                 BaseBridge._quick ──> the engine, in this thread
+                                 BaseBridge._fits ──> the engine, in this thread; a bytes
+                                 key may stay pinned in the cipher cache (see ._aead)
     decrypt / hash               validate ── small: this thread ── else one task
     derive_key                   one task (slow by design: never in the caller's thread)
     generate_key                 this thread (32 random bytes)
-    encrypt_file / decrypt_file  stat src ── ≥ SPLIT_PER_WORKER * workers ──>
+    encrypt_file / decrypt_file  sync, no deadline, no token, no on_progress, src ≤
+                                 INLINE_MAX: file_here() ──> the engine, in this thread
+                                 ── otherwise: stat src ── ≥ SPLIT_PER_WORKER * workers ──>
                                  make_header() here (encrypt) / read the header (decrypt),
                                  one temp file next to dst, one task per run of chunks
                                  writing at its fixed offset ──> file/assemble ──> dst
@@ -25,7 +28,8 @@ one-way fingerprints, never keys.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from .._errors import ValidationError
 from .._shared import CancellationToken
@@ -34,6 +38,7 @@ from . import _aead
 from . import _crypto_handlers as handlers
 from ._aead import (
     DEFAULT_STREAM_CHUNK_SIZE,
+    HASHERS,
     KDFS,
     STREAM_HEADER_SIZE,
     TAG_SIZE,
@@ -42,6 +47,8 @@ from ._aead import (
     _check_key,
     _check_nonce,
     ciphertext_chunk_count,
+    decrypt_one,
+    encrypt_one,
     encrypted_size,
     make_header,
     read_stream_header,
@@ -54,6 +61,7 @@ from ._base import (
     Operation,
     Plan,
     ProgressCallback,
+    _dispatcher_closed,
     attached,
     byte_length,
     copy_docs,
@@ -71,6 +79,11 @@ if TYPE_CHECKING:
     from .._bridge import WorkerBridge
 
 __all__ = ["AsyncCryptoBridge", "CryptoBridge"]
+
+#: ``HASHERS.get``, bound once: Python 3.11 compiles ``name.method(...)`` on a
+#: name bound by an import without its method-call shortcut, which costs 5%
+#: of a 1 KiB hash.
+_hasher: Final = HASHERS.get
 
 
 # --------------------------------------------------------------------------- plans
@@ -103,23 +116,13 @@ def encrypt_here(
     """:func:`encrypt_plan` for a call that may skip it (:meth:`~._base.BaseBridge._quick`)."""
     fingerprint = None if nonce is None else _reserve(nonces, key, nonce, algorithm)
     try:
-        return _aead.encrypt(data, key, nonce=nonce, aad=aad, algorithm=algorithm)
+        return encrypt_one(data, key, nonce, aad, algorithm, True)
     except BaseException as exc:
         if fingerprint is not None:  # no ciphertext came back: the nonce is unused
             nonces.discard(fingerprint)
         if isinstance(exc, Exception):
             raise bridge._failure(exc) from None
         raise
-
-
-def decrypt_here(
-    bridge: BaseBridge, blob: object, key: object, aad: object, algorithm: str
-) -> bytes:
-    """:func:`decrypt_plan` for a call that may skip it (:meth:`~._base.BaseBridge._quick`)."""
-    try:
-        return _aead.decrypt(blob, key, aad=aad, algorithm=algorithm)
-    except Exception as exc:
-        raise bridge._failure(exc) from None
 
 
 def encrypt_plan(
@@ -164,6 +167,37 @@ def decrypt_plan(
     payload["aad"] = as_buffer(aad, "aad")
     out: bytes = yield from run_one(op, "decrypt", payload, size)
     return out
+
+
+def file_here(
+    bridge: BaseBridge,
+    engine: Callable[..., int],
+    limit: int,
+    src: StrPath,
+    dst: StrPath,
+    key: object,
+    algorithm: str,
+) -> bool:
+    """Run ``engine`` (:func:`._aead.encrypt_file` or ``decrypt_file``) on a small file right here.
+
+    For a call that may skip its plan (:meth:`~._base.BaseBridge._file_max`):
+    the arguments are checked as the plan checks them, then a regular file of
+    at most ``limit`` bytes is processed in this thread, through the same
+    engine and atomic writer as in a worker, its errors mapped as a worker's
+    are.  ``False`` (nothing done) for any other source: the plan decides.
+    """
+    algorithm = _check_algorithm(algorithm)
+    raw_key = _check_key(key, algorithm)
+    source = caller_path(src, "source")
+    target = caller_path(dst, "destination")
+    before = source_state(source)
+    if before is None or before[0] > limit:
+        return False
+    try:
+        engine(source, target, raw_key, algorithm=algorithm)
+    except Exception as exc:
+        raise bridge._failure(exc) from None
+    return True
 
 
 def encrypt_file_plan(
@@ -311,7 +345,9 @@ class CryptoBridge(BaseBridge):
     Encryptions and decryptions of up to 64 KiB reuse the AEAD object
     (``cryptography``'s, holding the key set-up) of the process's 32 most
     recently used keys, looked up by a keyed digest of the key; larger calls
-    build their own.  Get the instance from
+    build their own.  The one key object the bridge may hold is the caller's
+    own ``bytes`` key of its latest call in the caller's thread, by reference,
+    never a copy (see the crypto guide).  Get the instance from
     :attr:`workerbridge.WorkerBridge.crypto`.
     """
 
@@ -368,7 +404,20 @@ class CryptoBridge(BaseBridge):
             Bad algorithm, key length or nonce length, or arguments not bytes-like.
         {errors}
         """
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        if (
+            type(data) is bytes
+            and len(data) <= self._plain_max
+            and timeout is None
+            and on_progress is None
+            and cancel is None
+            and type(priority) is int
+            and not _dispatcher_closed(self._dispatcher)
+        ) or self._fits(data, timeout, on_progress, cancel, priority):
+            if nonce is None:  # the common case, without a layer: nothing to record
+                try:
+                    return encrypt_one(data, key, None, aad, algorithm, True)
+                except Exception as exc:
+                    raise self._failure(exc) from None
             return encrypt_here(self, self._nonces, data, key, nonce, aad, algorithm)
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, encrypt_plan(op, self._nonces, data, key, nonce, aad, algorithm))
@@ -413,8 +462,19 @@ class CryptoBridge(BaseBridge):
             Bad algorithm or key length, or arguments not bytes-like.
         {errors}
         """
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(blob, "blob"):
-            return decrypt_here(self, blob, key, aad, algorithm)
+        if (
+            type(blob) is bytes
+            and len(blob) <= self._plain_max
+            and timeout is None
+            and on_progress is None
+            and cancel is None
+            and type(priority) is int
+            and not _dispatcher_closed(self._dispatcher)
+        ) or self._fits(blob, timeout, on_progress, cancel, priority, "blob"):
+            try:
+                return decrypt_one(blob, key, aad, algorithm, True)
+            except Exception as exc:
+                raise self._failure(exc) from None
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, decrypt_plan(op, blob, key, aad, algorithm))
 
@@ -437,7 +497,11 @@ class CryptoBridge(BaseBridge):
         encrypt any number of files.  Files of 8 MiB per worker and more are
         sealed in parallel, each task writing its run of chunks at its place
         in one temporary file.  ``dst`` is replaced atomically: on failure, timeout
-        or cancellation it is untouched and no temporary file is left.
+        or cancellation it is untouched and no temporary file is left.  Files of
+        up to 16 KiB are sealed in the calling thread when the call has no
+        ``timeout`` (nor a bridge ``default_timeout``), ``cancel`` or
+        ``on_progress``: the same engine and atomic write, without the round
+        trip to a worker.
 
         Parameters
         ----------
@@ -459,6 +523,9 @@ class CryptoBridge(BaseBridge):
             Any other operating-system error (disk full, I/O error).
         {errors}
         """
+        limit = self._file_max(timeout, on_progress, cancel, priority)
+        if limit >= 0 and file_here(self, _aead.encrypt_file, limit, src, dst, key, algorithm):
+            return None
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, encrypt_file_plan(op, src, dst, key, algorithm))
 
@@ -481,7 +548,8 @@ class CryptoBridge(BaseBridge):
         after every chunk, the final one included, authenticated; on any
         failure, timeout or cancellation ``dst`` is neither created nor
         changed and nothing else is left.  Files of 8 MiB per worker and more
-        are opened in parallel.  Progress counts encrypted bytes read.
+        are opened in parallel; files of up to 16 KiB in the calling thread, as
+        :meth:`encrypt_file` says.  Progress counts encrypted bytes read.
 
         Parameters
         ----------
@@ -504,6 +572,9 @@ class CryptoBridge(BaseBridge):
             Any other operating-system error (disk full, I/O error).
         {errors}
         """
+        limit = self._file_max(timeout, on_progress, cancel, priority)
+        if limit >= 0 and file_here(self, _aead.decrypt_file, limit, src, dst, key, algorithm):
+            return None
         op = self._op(timeout, on_progress, cancel, priority)
         return drive(op, decrypt_file_plan(op, src, dst, key, algorithm))
 
@@ -540,7 +611,19 @@ class CryptoBridge(BaseBridge):
             Unknown algorithm, or ``data`` not bytes-like.
         {errors}
         """
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        if (
+            type(data) is bytes
+            and len(data) <= self._plain_max
+            and timeout is None
+            and on_progress is None
+            and cancel is None
+            and type(priority) is int
+            and not _dispatcher_closed(self._dispatcher)
+        ):
+            new = _hasher(algorithm) if type(algorithm) is str else None
+            if new is not None:  # (hash_bytes, inline: a call is 5% of a 1 KiB hash)
+                return new(data).hexdigest()
+        if self._fits(data, timeout, on_progress, cancel, priority):
             try:
                 return _aead.hash_bytes(data, algorithm)
             except Exception as exc:
@@ -657,7 +740,12 @@ class AsyncCryptoBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> bytes:
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        if self._fits(data, timeout, on_progress, cancel, priority):
+            if nonce is None:  # the common case, without a layer: nothing to record
+                try:
+                    return encrypt_one(data, key, None, aad, algorithm, True)
+                except Exception as exc:
+                    raise self._failure(exc) from None
             return encrypt_here(self, self._nonces, data, key, nonce, aad, algorithm)
         op = self._op(timeout, on_progress, cancel, priority)
         return await drive_async(
@@ -676,8 +764,11 @@ class AsyncCryptoBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> bytes:
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(blob, "blob"):
-            return decrypt_here(self, blob, key, aad, algorithm)
+        if self._fits(blob, timeout, on_progress, cancel, priority, "blob"):
+            try:
+                return decrypt_one(blob, key, aad, algorithm, True)
+            except Exception as exc:
+                raise self._failure(exc) from None
         op = self._op(timeout, on_progress, cancel, priority)
         return await drive_async(op, decrypt_plan(op, blob, key, aad, algorithm))
 
@@ -721,7 +812,7 @@ class AsyncCryptoBridge(AsyncBaseBridge):
         cancel: CancellationToken | None = None,
         priority: int = 0,
     ) -> str:
-        if self._quick(timeout, on_progress, cancel, priority) >= byte_length(data):
+        if self._fits(data, timeout, on_progress, cancel, priority):
             try:
                 return _aead.hash_bytes(data, algorithm)
             except Exception as exc:
