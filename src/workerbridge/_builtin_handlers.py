@@ -2,11 +2,14 @@
 
 Data flow::
 
-    Executor.submit(fn, *args)  -> pickle.dumps((fn, args, kwargs))  -> ("_wb", "call")
-    Executor.map(fn, items)     -> pickle.dumps((fn, [item, ...], True)) -> ("_wb", "batch")
-    Executor.map(fn, a, b, ...) -> pickle.dumps((fn, [args, ...]))    -> ("_wb", "batch")
+    Executor.submit(fn, *args)  -> pickle.dumps((fn, args, kwargs)) -> ("_wb", "call")
+    Executor.map(fn, items)     -> pickle.dumps((fn, items, True, debug, budget))
+                                                                    -> ("_wb", "batch")
+    Executor.map(fn, a, b, ...) -> pickle.dumps((fn, [args, ...], False, debug, budget))
+                                                                    -> ("_wb", "batch")
     worker: pickle.loads (only here, only frames from its own parent) -> fn(item) / fn(*args)
-            -> pickle.dumps(result) -> parent -> pickle.loads
+            -> pickle.dumps(result), or for a batch (results, error record | None, seconds)
+            -> parent -> pickle.loads
 
 ``echo`` and ``noop`` exist for benchmarks and health checks.
 
@@ -26,6 +29,7 @@ from typing import Any
 
 from ._errors import ValidationError
 from ._registry import Context, handler
+from ._remote import error_record
 
 __all__: list[str] = []
 
@@ -73,20 +77,60 @@ def _call(ctx: Context, payload: Any) -> bytes:
     return _dumps(fn(*args, **kwargs))
 
 
-#: Calls run between two checks of the cancel flag in a batch.
-_BATCH_SLICE = 256
+#: Seconds of calls a batch runs between two checks of its cancel flag (and of
+#: its budget), about: a batch of tiny calls checks a few times, one of slow
+#: calls before each call.
+_CHECK_INTERVAL = 0.01
 
 
 @handler("_wb", "batch")
 def _batch(ctx: Context, payload: Any) -> bytes:
-    """``(fn, items)``: ``fn(*args)`` for each args tuple; ``(fn, items, True)``: ``fn(item)``."""
-    fn, items, *single = _loads(payload)
-    call = map if single and single[0] else itertools.starmap
+    """``(fn, items, single, debug, budget)``: ``fn(item)`` (single) or ``fn(*item)`` for each.
+
+    Returns the pickled ``(results, error, seconds)``: the results in order, and
+    ``error`` ``None``, or the error record of the first call that raised (the
+    results are then those of the calls before it).  With a ``budget`` (seconds)
+    the batch stops once it has run that long and returns the results so far:
+    the caller sends the other items again.  The calls run in slices, growing
+    fourfold while a slice takes less than :data:`_CHECK_INTERVAL`, with a
+    cancel check before each.
+    """
+    fn, items, single, debug, budget = _loads(payload)
+    call = map if single else itertools.starmap
     out: list[Any] = []
-    for start in range(0, len(items), _BATCH_SLICE):
+    total = len(items)
+    done = 0
+    step = 1
+    clock = time.perf_counter
+    begin = last = clock()
+    while done < total:
         ctx.check_cancelled()
-        out.extend(call(fn, items[start : start + _BATCH_SLICE]))
-    return _dumps(out)
+        try:
+            out.extend(call(fn, items[done : done + step]))
+        except Exception as exc:
+            # ``out`` holds the results of the calls before the one that raised
+            return _batch_result(out, error_record(exc, debug), clock() - begin, debug)
+        done += step
+        now = clock()
+        if budget is not None and now - begin >= budget:
+            break
+        if now - last < _CHECK_INTERVAL:
+            step *= 4
+        last = now
+    return _batch_result(out, None, clock() - begin, debug)
+
+
+def _batch_result(out: list[Any], error: object, seconds: float, debug: bool) -> bytes:
+    """Pickle a batch's outcome; a result that cannot be pickled becomes its error."""
+    try:
+        return _dumps((out, error, seconds))
+    except ValidationError:
+        for index, value in enumerate(out):
+            try:
+                _dumps(value)
+            except ValidationError as exc:
+                return _dumps((out[:index], error_record(exc, debug), seconds))
+        raise
 
 
 @handler("_wb", "echo")
