@@ -7,7 +7,7 @@ Data flow::
       then fork a process without workerbridge's threads), a peer that cannot
       start gets a row with its reason and nothing else
       warm every pool (first calls, imports in the workers, arenas)
-      alternate(runners, rounds)       wb, peer1, peer2, ..., wb, peer1, ...
+      alternate(runners, rounds)       each round: wb, peer1, peer2, ... in a seeded shuffle
       close every pool
       --> CaseResult rows: median and p10-p90, ratio against workerbridge, targets
 

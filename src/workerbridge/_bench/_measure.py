@@ -4,7 +4,7 @@ Data flow::
 
     case builds runners {label: fn}  (fn runs one repetition, returns seconds,
                                       or a list of per-call seconds)
-    alternate(runners, rounds) --> round 1: wb, peer1, peer2, ..., round 2: ...
+    alternate(runners, rounds) --> each round every runner once, in a seeded shuffled order
         a runner that raises is marked "error: ..." and skipped from then on;
         one that has used its time budget stops after its minimum rounds
     --> Series per label (samples + status) --> summarize() --> Summary
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,9 @@ __all__ = [
 #: the report warns.  Lower catches more noise but warns on an idle desktop's
 #: background work; 10 % is about one busy browser tab on two cores.
 BUSY_THRESHOLD = 0.10
+
+#: Seed of the order in which :func:`alternate` runs the contestants of each round.
+SHUFFLE_SEED = 20261123
 
 Runner = Callable[[], "float | list[float]"]
 
@@ -123,11 +127,14 @@ def alternate(
     budget_s: float | None = None,
     unavailable: dict[str, str] | None = None,
 ) -> dict[str, Series]:
-    """Run every runner once per round, in a fixed order, for ``rounds`` rounds.
+    """Run every runner once per round, in a shuffled order, for ``rounds`` rounds.
 
-    Alternating (A, B, C, A, B, C, ...) rather than running A's repetitions
-    then B's makes drift in the machine's state (frequency, cache, outside
-    load) hit every contestant alike.
+    Alternating (A, B, C, then C, A, B, ...) rather than running A's
+    repetitions then B's makes drift in the machine's state (frequency,
+    cache, outside load) hit every contestant alike; shuffling each round
+    (with a fixed seed, so a run can be repeated) keeps any contestant from
+    always following the same one -- a pool whose processes a peer's run just
+    left cold, or one that runs right after its own warm-up.
 
     Parameters
     ----------
@@ -157,8 +164,11 @@ def alternate(
         if fn is None:
             out[label].status = (unavailable or {}).get(label, "not installed")
     spent = dict.fromkeys(runners, 0.0)
+    order = list(runners.items())
+    shuffler = random.Random(SHUFFLE_SEED)
     for r in range(rounds):
-        for label, fn in runners.items():
+        shuffler.shuffle(order)
+        for label, fn in order:
             series = out[label]
             if fn is None or series.status != "ok":
                 continue
