@@ -315,9 +315,9 @@ class WorkerBridge:
             raise ValidationError("cancel must be a workerbridge.CancellationToken")
         if on_progress is not None and not callable(on_progress):
             raise ValidationError("on_progress must be callable")
-        if type(retries) is not int and (isinstance(retries, bool) or not isinstance(retries, int)):
-            raise ValidationError(f"retries must be an int >= 0, got {retries!r}")
-        if retries < 0:
+        if (
+            type(retries) is not int and (isinstance(retries, bool) or not isinstance(retries, int))
+        ) or retries < 0:
             raise ValidationError(f"retries must be an int >= 0, got {retries!r}")
         if affinity is not None:
             try:

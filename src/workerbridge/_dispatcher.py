@@ -401,13 +401,7 @@ class Dispatcher:
                 quick = False
             else:
                 quick = True
-                rec.current = None
-                rec.busy_seconds += now - req.started
-                req.state = DONE
-                del self._tasks[req.id]
-                self._latencies.append(now - req.submitted)
-                self._completed += 1
-                rec.completed += 1
+                self._record_answer(rec, req, True, now)
                 rec.state = "idle"
                 start = self._take_next(slot.index)
         if not quick:
@@ -604,20 +598,8 @@ class Dispatcher:
                 return
             if req is None or req.id != task_id:
                 return
-            rec.current = None
             rec.state = "finishing"
-            rec.busy_seconds += now - req.started
-            if req.state == RUNNING:
-                req.state = DONE
-                self._tasks.pop(req.id, None)
-                self._watched.discard(req.id)
-                self._latencies.append(now - req.submitted)
-                if ok:
-                    self._completed += 1
-                    rec.completed += 1
-                else:
-                    self._failed += 1
-                    rec.failed += 1
+            if self._record_answer(rec, req, ok, now):
                 finish = req
             settled = req.direct and not rec.retire
             if settled:
@@ -637,6 +619,28 @@ class Dispatcher:
                         start = self._take_next(slot.index)
         if start is not None:
             self._start(start)
+
+    def _record_answer(self, rec: _SlotRecord, req: Request, ok: bool, now: float) -> bool:
+        """Under the lock: take ``req`` off its lane and count its answer.
+
+        Returns ``True`` if the task was still running, so its future is to be
+        resolved; ``False`` if it was stopped meanwhile (timeout, cancellation).
+        """
+        rec.current = None
+        rec.busy_seconds += now - req.started
+        if req.state != RUNNING:
+            return False
+        req.state = DONE
+        self._tasks.pop(req.id, None)
+        self._watched.discard(req.id)
+        self._latencies.append(now - req.submitted)
+        if ok:
+            self._completed += 1
+            rec.completed += 1
+        else:
+            self._failed += 1
+            rec.failed += 1
+        return True
 
     def _finish(self, req: Request, ok: bool, value: Any, slot: Slot | None) -> None:
         if req.token is not None and req.token_handle is not None:

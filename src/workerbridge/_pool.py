@@ -439,8 +439,7 @@ class WorkerProcess:
         table: list[list[object]] = []
         self._handed = None
         if req.buffers:
-            handed = {b._wb_segment_name: b for b in req.buffers if hasattr(b, "_wb_segment_name")}
-            self._handed = (req.id, handed) if handed else None
+            handed: dict[str, Any] = {}
             plain = [b for b in req.buffers if not hasattr(b, "_wb_segment_name")]
             need = sum(_align(len(b) if isinstance(b, bytes) else b.nbytes) for b in plain)
             arena = self._arena
@@ -453,6 +452,7 @@ class WorkerProcess:
             for b in req.buffers:
                 name = getattr(b, "_wb_segment_name", None)
                 if name is not None:
+                    handed[name] = b
                     table.append([name, 0, b.nbytes])
                     continue
                 assert arena is not None
@@ -461,6 +461,8 @@ class WorkerProcess:
                 arena.buf[off : off + n] = view
                 table.append([arena.name, off, n])
                 off += _align(n)
+            if handed:  # before the request goes out: its answer may give them back
+                self._handed = (req.id, handed)
         frame = encode_frame(
             REQUEST, req.id, req.channel, req.op, req.payload, table, direct=req.direct
         )

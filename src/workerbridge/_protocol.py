@@ -61,6 +61,7 @@ __all__ = [
     "SegmentRange",
     "decode_frame",
     "encode_frame",
+    "no_buffers",
     "pack_payload",
     "unpack_payload",
     "write_frame",
@@ -229,11 +230,12 @@ def _walk(
     return value
 
 
-def _no_buffers(index: int) -> object:
+def no_buffers(index: int) -> object:
+    """The ``resolve`` of a frame without out-of-band buffers: any reference is an error."""
     raise ProtocolError("payload references a missing buffer")
 
 
-def unpack_payload(data: bytes, resolve: Callable[[int], object] = _no_buffers) -> object:
+def unpack_payload(data: bytes, resolve: Callable[[int], object] = no_buffers) -> object:
     """Decode a payload produced by :func:`pack_payload`.
 
     ``resolve(index)`` turns each out-of-band reference into the object the

@@ -26,6 +26,7 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import ProtocolError
@@ -41,6 +42,7 @@ from ._protocol import (
     SegmentRange,
     decode_frame,
     encode_frame,
+    no_buffers,
     pack_payload,
     unpack_payload,
     write_frame,
@@ -207,7 +209,7 @@ class _Worker:
         array.store(ctl.running, task_id)
         views: list[memoryview] = []
         table = frame.bufs
-        resolve = self._no_buffers
+        resolve: Callable[[int], object] = no_buffers
         returned: dict[int, SegmentRange] | None = None
         if table:
             returned = {}
@@ -255,10 +257,6 @@ class _Worker:
             array.store(ctl.running, 0)
             array.fetch_add(ctl.done, 1)
             array.fetch_add(ctl.beat, 1)
-
-    @staticmethod
-    def _no_buffers(i: int) -> object:
-        raise ProtocolError("payload references a missing buffer")
 
     def _forget_used(self, names: list[str]) -> None:
         """Keep the parent's current request arena mapped (warm); drop hand-off buffers."""

@@ -790,20 +790,19 @@ class BaseBridge:
         third of a 1 KiB encryption.  Any other call (and any call on a closed
         bridge, whose plan raises) gets -1: no size qualifies.
         """
-        if on_progress is not None or cancel is not None or type(priority) is not int:
-            return -1
-        bridge = self._bridge
-        dispatcher = bridge._dispatcher
-        tuning = self._tuning
-        if timeout is None:
-            timeout = dispatcher._default_timeout
-            if timeout is not None and timeout < tuning.inline_min_timeout:
-                return -1
-        elif type(timeout) not in (float, int) or not (
-            tuning.inline_min_timeout <= timeout < math.inf
+        if (
+            on_progress is not None
+            or cancel is not None
+            or type(priority) is not int
+            or not self._open()
         ):
             return -1
-        if bridge._forked or dispatcher.closed:
+        if timeout is None:
+            return self._plain_max  # the bridge's default timeout decides (_plain_limit)
+        tuning = self._tuning
+        if type(timeout) not in (float, int) or not (
+            tuning.inline_min_timeout <= timeout < math.inf
+        ):
             return -1
         return tuning.inline_max
 
