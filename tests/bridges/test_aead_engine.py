@@ -681,3 +681,122 @@ def test_generate_key() -> None:
         assert key != _aead.generate_key(algorithm)
     with pytest.raises(ValidationError):
         _aead.generate_key("rot13")
+
+
+# --------------------------------------------------------------------------- ranges written in place
+@pytest.mark.parametrize("algorithm", _aead.ALGORITHMS)
+@pytest.mark.parametrize("size", [0, CHUNK - 1, 5 * CHUNK + 7])
+def test_ranges_written_in_place_equal_the_returned_ranges(
+    tmp_path: Path, size: int, algorithm: str
+) -> None:
+    plain = _write(tmp_path / "plain", size)
+    key = _aead.generate_key(algorithm)
+    header = _aead.make_header(algorithm, CHUNK)
+    n = _aead.plaintext_chunk_count(size, CHUNK)
+    ranges = [(first, min(2, n - first)) for first in range(0, n, 2)]
+    enc = tmp_path / "enc"
+    enc.write_bytes(header)
+    written = 0
+    for first, count in reversed(ranges):  # out of order: each range has its own place
+        written += _aead.encrypt_file_range_to(
+            tmp_path / "plain",
+            key,
+            header,
+            first,
+            count,
+            is_last_range=first + count == n,
+            dst=str(enc),
+            offset=HEADER + first * (CHUNK + _aead.TAG_SIZE),
+        )
+    returned = [
+        _aead.encrypt_file_range(
+            tmp_path / "plain", key, header, first, count, is_last_range=first + count == n
+        )
+        for first, count in ranges
+    ]
+    assert enc.read_bytes() == header + b"".join(returned)
+    assert written == enc.stat().st_size - HEADER
+
+    out = tmp_path / "dec"
+    out.write_bytes(b"")
+    for first, count in ranges:
+        _aead.decrypt_file_range_to(
+            enc,
+            key,
+            first,
+            count,
+            is_last_range=first + count == n,
+            algorithm=algorithm,
+            dst=str(out),
+            offset=first * CHUNK,
+        )
+    assert out.read_bytes() == plain
+
+
+def test_a_range_is_never_written_into_a_file_that_is_gone(tmp_path: Path) -> None:
+    _write(tmp_path / "plain", 2 * CHUNK)
+    key = _aead.generate_key()
+    header = _aead.make_header("aes-gcm", CHUNK)
+    with pytest.raises(FileNotFoundError):
+        _aead.encrypt_file_range_to(
+            tmp_path / "plain",
+            key,
+            header,
+            0,
+            2,
+            is_last_range=True,
+            dst=str(tmp_path / "removed.tmp"),
+            offset=HEADER,
+        )
+    assert not (tmp_path / "removed.tmp").exists()
+
+
+def test_a_tampered_chunk_in_a_range_stops_before_its_plaintext_is_written(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "plain", 3 * CHUNK)
+    key = _aead.generate_key()
+    _aead.encrypt_file(tmp_path / "plain", tmp_path / "enc", key, chunk_size=CHUNK)
+    data = bytearray((tmp_path / "enc").read_bytes())
+    data[HEADER + (CHUNK + _aead.TAG_SIZE) + 5] ^= 1  # inside chunk 1
+    (tmp_path / "enc").write_bytes(bytes(data))
+    out = tmp_path / "dec"
+    out.write_bytes(b"")
+    with pytest.raises(IntegrityError, match="chunk 1 failed authentication"):
+        _aead.decrypt_file_range_to(
+            tmp_path / "enc", key, 0, 3, is_last_range=True, dst=str(out), offset=0
+        )
+    assert out.read_bytes() == plain[:CHUNK]  # chunk 0 only: nothing of chunk 1
+
+
+class _WithoutInto:
+    """An AEAD object as cryptography before 45 has it: no ``encrypt_into``/``decrypt_into``."""
+
+    def __init__(self, cipher: AESGCM | ChaCha20Poly1305) -> None:
+        self._cipher = cipher
+
+    def encrypt(self, nonce: bytes, data: object, aad: object) -> bytes:
+        return self._cipher.encrypt(nonce, data, aad)  # type: ignore[arg-type]
+
+    def decrypt(self, nonce: bytes, data: object, aad: object) -> bytes:
+        return self._cipher.decrypt(nonce, data, aad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("into", [True, False], ids=["into", "plain"])
+def test_chunk_sealer_with_and_without_encrypt_into(into: bool) -> None:
+    key = _aead.generate_key()
+    header = _aead.parse_header(_aead.make_header("aes-gcm", CHUNK))
+    cipher: object = AESGCM(key) if into else _WithoutInto(AESGCM(key))
+    sealer = _aead._ChunkSealer(cipher, header, CHUNK + _aead.TAG_SIZE)  # type: ignore[arg-type]
+    opener = _aead._ChunkSealer(cipher, header, CHUNK)  # type: ignore[arg-type]
+    data = os.urandom(CHUNK)
+    sealed = bytes(sealer.seal(3, memoryview(data), False))
+    assert sealed == AESGCM(key).encrypt(_aead._chunk_nonce(header, 3, False), data, None)
+    assert bytes(opener.open(3, memoryview(sealed), False)) == data
+    short = bytes(sealer.seal(4, memoryview(data[:10]), True))
+    assert len(short) == 10 + _aead.TAG_SIZE
+    assert bytes(opener.open(4, memoryview(short), True)) == data[:10]
+    with pytest.raises(IntegrityError, match="chunk 3 failed"):
+        opener.open(3, memoryview(sealed), True)  # sealed as non-final
+    with pytest.raises(IntegrityError, match="wrong size"):
+        opener.open(5, memoryview(short), False)
+    with pytest.raises(IntegrityError, match="truncated"):
+        opener.open(6, memoryview(short[:5]), True)

@@ -19,8 +19,9 @@ in worker processes or threads and never import the pool.  Data flow::
                                              └─ renamed over dst only after the final
                                                 chunk authenticated; otherwise removed
 
-    parallel: make_header() once ── encrypt_file_range()/decrypt_file_range() per range
-              in workers ── assemble_file(dst, [header, part0, part1, ...])
+    parallel: make_header() once ── encrypt_file_range_to()/decrypt_file_range_to() per
+              range in workers, each chunk written at its place in one temporary
+              file (._parts.PlacedWriter) ── committed by one worker (._parts.commit)
 
 The streaming file format ("WBSE" version 1)
 --------------------------------------------
@@ -85,12 +86,13 @@ contain key bytes or plaintext.  Paths follow the rule of :mod:`._files`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, Final, NamedTuple
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
@@ -105,6 +107,7 @@ from .._types import WorkContext
 from ._files import (
     HASH_ALGORITHMS,
     HashObject,
+    PlacedWriter,
     StrPath,
     _check_int,
     _checkpoint,
@@ -133,11 +136,13 @@ __all__ = [
     "decrypt",
     "decrypt_file",
     "decrypt_file_range",
+    "decrypt_file_range_to",
     "decrypt_one",
     "derive_key",
     "encrypt",
     "encrypt_file",
     "encrypt_file_range",
+    "encrypt_file_range_to",
     "encrypt_one",
     "encrypted_size",
     "generate_key",
@@ -640,22 +645,30 @@ def _seal(cipher: _AEAD, header: StreamHeader, index: int, chunk: bytes, last: b
     return cipher.encrypt(_chunk_nonce(header, index, last), chunk, None)
 
 
-def _open(
-    cipher: _AEAD, header: StreamHeader, index: int, sealed: bytes | memoryview, last: bool
-) -> bytes:
+def _check_sealed(header: StreamHeader, index: int, sealed: bytes | memoryview, last: bool) -> None:
     if len(sealed) < TAG_SIZE:
         raise IntegrityError(f"chunk {index} is truncated")
     if last and index > 0 and len(sealed) == TAG_SIZE:
         raise IntegrityError(f"chunk {index}: empty final chunk after data (stream was altered)")
     if not last and len(sealed) != header.chunk_size + TAG_SIZE:
         raise IntegrityError(f"chunk {index} has the wrong size (stream truncated)")
+
+
+def _tampered(index: int) -> IntegrityError:
+    return IntegrityError(
+        f"chunk {index} failed authentication (wrong key, or tampered, truncated, "
+        "reordered or spliced data)"
+    )
+
+
+def _open(
+    cipher: _AEAD, header: StreamHeader, index: int, sealed: bytes | memoryview, last: bool
+) -> bytes:
+    _check_sealed(header, index, sealed, last)
     try:
         return cipher.decrypt(_chunk_nonce(header, index, last), sealed, None)
     except InvalidTag:
-        raise IntegrityError(
-            f"chunk {index} failed authentication (wrong key, or tampered, truncated, "
-            "reordered or spliced data)"
-        ) from None
+        raise _tampered(index) from None
 
 
 def _with_lookahead(items: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -854,22 +867,139 @@ def _read_chunks(
     *,
     is_last_range: bool,
     ctx: WorkContext | None,
-) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield ``(j, data, final)`` for ``count`` pieces read from ``offset``; check the ends."""
+) -> Iterator[tuple[int, memoryview, bool]]:
+    """Yield ``(j, data, final)`` for ``count`` pieces read from ``offset``; check the ends.
+
+    ``data`` is a view of one buffer reused for every piece: it is valid only
+    until the next piece is asked for (a range allocates nothing per chunk).
+    """
     fh.seek(offset)
+    buf = memoryview(bytearray(piece))
     done = 0
     for j in range(count):
         _checkpoint(ctx)
-        data = fh.read(piece)
-        done += len(data)
+        n = _fill(fh, buf)
+        done += n
         final = is_last_range and j == count - 1
         if final:
             if fh.read(1):
                 raise IntegrityError("data continues after the planned final chunk")
-        elif len(data) != piece:
+        elif n != piece:
             raise IntegrityError("input ends before the planned range (truncated or changed)")
-        yield j, data, final
+        yield j, buf[:n], final
         _report(ctx, done, None)
+
+
+def _fill(fh: IO[bytes], buf: memoryview) -> int:
+    """Read into ``buf`` until it is full or the file ends; return the bytes read."""
+    got = 0
+    while got < len(buf):
+        n = fh.readinto(buf[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+class _ChunkSealer:
+    """Seal or open chunks of one stream into one reused output buffer.
+
+    ``encrypt_into``/``decrypt_into`` (cryptography 45 and later) write into
+    the buffer; older versions return new bytes, which are used as they are.
+    A returned view is valid until the next call.
+    """
+
+    __slots__ = ("_buffer", "_cipher", "_header", "_into")
+
+    def __init__(self, cipher: _AEAD, header: StreamHeader, size: int) -> None:
+        self._cipher = cipher
+        self._header = header
+        self._into = hasattr(cipher, "encrypt_into")
+        self._buffer = memoryview(bytearray(size if self._into else 0))
+
+    def seal(self, index: int, chunk: memoryview, last: bool) -> bytes | memoryview:
+        nonce = _chunk_nonce(self._header, index, last)
+        if not self._into:
+            return self._cipher.encrypt(nonce, chunk, None)
+        out = self._buffer[: len(chunk) + TAG_SIZE]
+        self._cipher.encrypt_into(nonce, chunk, None, out)
+        return out
+
+    def open(self, index: int, sealed: memoryview, last: bool) -> bytes | memoryview:
+        if not self._into or len(sealed) < TAG_SIZE:
+            return _open(self._cipher, self._header, index, sealed, last)
+        _check_sealed(self._header, index, sealed, last)
+        out = self._buffer[: len(sealed) - TAG_SIZE]
+        try:
+            self._cipher.decrypt_into(_chunk_nonce(self._header, index, last), sealed, None, out)
+        except InvalidTag:
+            raise _tampered(index) from None
+        return out
+
+
+def _sealed_range(
+    src: StrPath,
+    key: object,
+    header: object,
+    first_chunk_index: int,
+    n_chunks: int,
+    is_last_range: bool,
+    ctx: WorkContext | None,
+) -> Generator[bytes | memoryview, None, None]:
+    """Yield the sealed chunks of a range (:func:`encrypt_file_range`), each valid till the next."""
+    parsed = _parse_own_header(header)
+    cipher = _subkey_cipher(key, parsed)
+    first = _check_int(first_chunk_index, "first_chunk_index")
+    count = _check_int(n_chunks, "n_chunks", minimum=1)
+    if first + count > _MAX_CHUNKS:
+        raise ValidationError("chunk range beyond 2**32 chunks")
+    fh, _ = open_source(src)
+    sealer = _ChunkSealer(cipher, parsed, parsed.chunk_size + TAG_SIZE)
+    with fh:
+        chunks = _read_chunks(
+            fh,
+            first * parsed.chunk_size,
+            parsed.chunk_size,
+            count,
+            is_last_range=is_last_range,
+            ctx=ctx,
+        )
+        for j, data, final in chunks:
+            if final and not data and first + j > 0:
+                raise IntegrityError("input ends before the planned final chunk (it changed)")
+            yield sealer.seal(first + j, data, final)
+
+
+def _opened_range(
+    src: StrPath,
+    key: object,
+    first_chunk_index: int,
+    n_chunks: int,
+    is_last_range: bool,
+    algorithm: str,
+    ctx: WorkContext | None,
+) -> Generator[bytes | memoryview, None, None]:
+    """Yield the opened chunks of a range (:func:`decrypt_file_range`), each valid till the next."""
+    algorithm = _check_algorithm(algorithm)
+    _check_key(key, algorithm)
+    first = _check_int(first_chunk_index, "first_chunk_index")
+    count = _check_int(n_chunks, "n_chunks", minimum=1)
+    fh, _ = open_source(src)
+    with fh:
+        parsed = parse_header(fh.read(STREAM_HEADER_SIZE), algorithm)
+        cipher = _subkey_cipher(key, parsed)
+        sealed = parsed.chunk_size + TAG_SIZE
+        opener = _ChunkSealer(cipher, parsed, parsed.chunk_size)
+        chunks = _read_chunks(
+            fh,
+            STREAM_HEADER_SIZE + first * sealed,
+            sealed,
+            count,
+            is_last_range=is_last_range,
+            ctx=ctx,
+        )
+        for j, data, final in chunks:
+            yield opener.open(first + j, data, final)
 
 
 def encrypt_file_range(
@@ -887,7 +1017,9 @@ def encrypt_file_range(
     The parallel encryption path: ``header = make_header(...)`` once,
     ``n = plaintext_chunk_count(size, chunk_size)``, split ``range(n)`` into
     ranges (the one holding chunk ``n - 1`` has ``is_last_range=True``), seal
-    each in a worker, then ``assemble_file(dst, [header, *parts])``.
+    each in a worker, then ``assemble_file(dst, [header, *parts])``.  The
+    workers of the bridge write each sealed chunk straight into its place
+    instead (:func:`encrypt_file_range_to`).
 
     Raises
     ------
@@ -896,28 +1028,35 @@ def encrypt_file_range(
     IntegrityError
         The file does not have the planned size any more (it changed).
     """
-    parsed = _parse_own_header(header)
-    cipher = _subkey_cipher(key, parsed)
-    first = _check_int(first_chunk_index, "first_chunk_index")
-    count = _check_int(n_chunks, "n_chunks", minimum=1)
-    if first + count > _MAX_CHUNKS:
-        raise ValidationError("chunk range beyond 2**32 chunks")
-    fh, _ = open_source(src)
-    out = []
-    with fh:
-        chunks = _read_chunks(
-            fh,
-            first * parsed.chunk_size,
-            parsed.chunk_size,
-            count,
-            is_last_range=is_last_range,
-            ctx=ctx,
-        )
-        for j, data, final in chunks:
-            if final and not data and first + j > 0:
-                raise IntegrityError("input ends before the planned final chunk (it changed)")
-            out.append(_seal(cipher, parsed, first + j, data, final))
-    return b"".join(out)
+    pieces = _sealed_range(src, key, header, first_chunk_index, n_chunks, is_last_range, ctx)
+    with contextlib.closing(pieces):
+        return b"".join([bytes(piece) for piece in pieces])
+
+
+def encrypt_file_range_to(
+    src: StrPath,
+    key: object,
+    header: object,
+    first_chunk_index: int,
+    n_chunks: int,
+    *,
+    is_last_range: bool,
+    dst: str,
+    offset: int,
+    ctx: WorkContext | None = None,
+) -> int:
+    """Seal a range as :func:`encrypt_file_range` does, writing it at ``offset`` of ``dst``.
+
+    ``dst`` must exist (the parent made it, see :mod:`._parts`).  Each chunk is
+    written as soon as it is sealed, from one reused buffer, and its write-back
+    to the disk starts while the next chunks are sealed; returns the bytes
+    written.  Raises as :func:`encrypt_file_range` does.
+    """
+    pieces = _sealed_range(src, key, header, first_chunk_index, n_chunks, is_last_range, ctx)
+    with contextlib.closing(pieces), PlacedWriter(dst, offset) as out:
+        for piece in pieces:
+            out.write(piece)
+        return out.written
 
 
 def decrypt_file_range(
@@ -937,7 +1076,9 @@ def decrypt_file_range(
     split ``range(n)`` into ranges (the one holding chunk ``n - 1`` has
     ``is_last_range=True``), open each in a worker, and only when every range
     succeeded ``assemble_file(dst, parts)``.  A generator that raises the first
-    failure makes the assembler leave nothing behind.
+    failure makes the assembler leave nothing behind.  The workers of the
+    bridge write each opened chunk straight into its place in a temporary
+    file instead (:func:`decrypt_file_range_to`).
 
     Raises
     ------
@@ -946,27 +1087,35 @@ def decrypt_file_range(
     IntegrityError
         A chunk fails authentication, or the file does not fit the plan.
     """
-    algorithm = _check_algorithm(algorithm)
-    _check_key(key, algorithm)
-    first = _check_int(first_chunk_index, "first_chunk_index")
-    count = _check_int(n_chunks, "n_chunks", minimum=1)
-    fh, _ = open_source(src)
-    out = []
-    with fh:
-        parsed = parse_header(fh.read(STREAM_HEADER_SIZE), algorithm)
-        cipher = _subkey_cipher(key, parsed)
-        sealed = parsed.chunk_size + TAG_SIZE
-        chunks = _read_chunks(
-            fh,
-            STREAM_HEADER_SIZE + first * sealed,
-            sealed,
-            count,
-            is_last_range=is_last_range,
-            ctx=ctx,
-        )
-        for j, data, final in chunks:
-            out.append(_open(cipher, parsed, first + j, data, final))
-    return b"".join(out)
+    pieces = _opened_range(src, key, first_chunk_index, n_chunks, is_last_range, algorithm, ctx)
+    with contextlib.closing(pieces):
+        return b"".join([bytes(piece) for piece in pieces])
+
+
+def decrypt_file_range_to(
+    src: StrPath,
+    key: object,
+    first_chunk_index: int,
+    n_chunks: int,
+    *,
+    is_last_range: bool,
+    algorithm: str = "aes-gcm",
+    dst: str,
+    offset: int,
+    ctx: WorkContext | None = None,
+) -> int:
+    """Open a range as :func:`decrypt_file_range` does, writing it at ``offset`` of ``dst``.
+
+    ``dst`` is the temporary file the parent made; it is renamed over the
+    destination only after every range authenticated, so plaintext of a range
+    that fails later never reaches the destination.  Returns the bytes
+    written; raises as :func:`decrypt_file_range` does.
+    """
+    pieces = _opened_range(src, key, first_chunk_index, n_chunks, is_last_range, algorithm, ctx)
+    with contextlib.closing(pieces), PlacedWriter(dst, offset) as out:
+        for piece in pieces:
+            out.write(piece)
+        return out.written
 
 
 # --------------------------------------------------------------------------- hashes, KDFs, keys

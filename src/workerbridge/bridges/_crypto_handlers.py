@@ -7,7 +7,8 @@ Data flow::
 
     parallel file paths: encrypt_range / decrypt_range seal or open a run of
     stream chunks and write them at their fixed offsets into the one temporary
-    file the parent created (._parts.write_at); file/assemble commits it.
+    file the parent created, chunk by chunk from one reused buffer
+    (._files.PlacedWriter); file/assemble commits it.
 
 Keys arrive in the payload and live only as long as the call; nothing here
 stores or logs them, and the engine's error messages never contain them.
@@ -49,30 +50,36 @@ def decrypt_file(ctx: Context, p: dict[str, Any]) -> int:
 
 @handler("crypto", "encrypt_range")
 def encrypt_range(ctx: Context, p: dict[str, Any]) -> int:
-    """Seal ``count`` chunks from ``first`` and write them at ``offset`` of ``out``."""
-    sealed = _aead.encrypt_file_range(
-        p["src"], p["key"], p["header"], p["first"], p["count"], is_last_range=p["last"], ctx=ctx
-    )
-    ctx.check_cancelled()
+    """Seal ``count`` chunks from ``first``, each written at its place in ``out``."""
     if p["first"] == 0:
         _parts.write_at(p["out"], p["header"], 0)
-    return _parts.write_at(p["out"], sealed, p["offset"])
+    return _aead.encrypt_file_range_to(
+        p["src"],
+        p["key"],
+        p["header"],
+        p["first"],
+        p["count"],
+        is_last_range=p["last"],
+        dst=p["out"],
+        offset=p["offset"],
+        ctx=ctx,
+    )
 
 
 @handler("crypto", "decrypt_range")
 def decrypt_range(ctx: Context, p: dict[str, Any]) -> int:
-    """Open ``count`` chunks from ``first`` and write the plaintext at ``offset`` of ``out``."""
-    plain = _aead.decrypt_file_range(
+    """Open ``count`` chunks from ``first``, writing the plaintext from ``offset`` of ``out``."""
+    return _aead.decrypt_file_range_to(
         p["src"],
         p["key"],
         p["first"],
         p["count"],
         is_last_range=p["last"],
         algorithm=p["algorithm"],
+        dst=p["out"],
+        offset=p["offset"],
         ctx=ctx,
     )
-    ctx.check_cancelled()
-    return _parts.write_at(p["out"], plain, p["offset"])
 
 
 @handler("crypto", "hash")

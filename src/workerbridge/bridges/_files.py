@@ -55,6 +55,7 @@ __all__ = [
     "CHUNK_SIZE",
     "HASH_ALGORITHMS",
     "HashObject",
+    "PlacedWriter",
     "StrPath",
     "as_buffer",
     "assemble_file",
@@ -366,6 +367,42 @@ def atomic_writer(dst: StrPath, *, mode: int | None = None) -> Iterator[IO[bytes
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     _fsync_dir(directory)
+
+
+class PlacedWriter:
+    """Write consecutive pieces into the existing file ``path`` from ``offset`` on.
+
+    The writer of the parallel paths (:mod:`._parts`): the file is opened
+    without ``O_CREAT``, so a temporary file removed because the operation
+    failed is never re-created.
+    """
+
+    __slots__ = ("_fd", "_offset", "written")
+
+    def __init__(self, path: str, offset: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self._offset = offset
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Write all of ``data`` after what was written before; return its length."""
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], self._offset + self.written + done)
+        self.written += done
+        return done
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> PlacedWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _stream(
