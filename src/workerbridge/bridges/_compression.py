@@ -61,6 +61,7 @@ from ._base import (
     drive,
     drive_async,
     gather,
+    gather_bytes,
     run_one,
     split_ranges,
 )
@@ -97,8 +98,7 @@ def compress_plan(op: Operation, data: object, codec: str, level: int | None) ->
         for start, n in ranges
     ]
     op.expect(size)
-    parts: list[bytes] = yield from gather(op, jobs)
-    return b"".join(parts)
+    return (yield from gather_bytes(op, jobs))
 
 
 def decompress_inline(run: Callable[[int], bytes], limit: int | None) -> bytes | None:
@@ -154,8 +154,7 @@ def decompress_plan(
         part = {"data": view[start:end], "codec": codec, "size": sum(f.size for f in frames)}
         jobs.append(("decompress_part", part, end - start))
     op.expect(size)
-    parts: list[bytes] = yield from gather(op, jobs)
-    return b"".join(parts)
+    return (yield from gather_bytes(op, jobs))
 
 
 def _slice(view: memoryview, offset: int, n: int) -> memoryview:
