@@ -346,6 +346,7 @@ class Operation:
         "cancel",
         "channel",
         "deadline",
+        "on_loop",
         "priority",
         "timeout",
         "tuning",
@@ -375,6 +376,9 @@ class Operation:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.cancel = cancel
         self.priority = priority
+        #: The plan runs on an event loop (an asyncio bridge): nothing in it may
+        #: wait for anything but its tasks.
+        self.on_loop = loop is not None
         self._progress = None if on_progress is None else _Aggregate(on_progress, loop)
         self._tasks: dict[Task[Any], int] = {}
         self._outputs: dict[Task[Any], str] = {}  # task -> file its worker writes atomically

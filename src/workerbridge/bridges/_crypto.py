@@ -73,7 +73,7 @@ from ._base import (
     split_ranges,
 )
 from ._files import StrPath, _check_int, as_buffer, caller_path, new_hash
-from ._parts import BackgroundFlush, OutputFiles, assemble, check_unchanged, source_state
+from ._parts import OutputFiles, assemble, background_flush, check_unchanged, source_state
 
 if TYPE_CHECKING:
     from .._bridge import WorkerBridge
@@ -237,7 +237,7 @@ def encrypt_file_plan(
                 "offset": STREAM_HEADER_SIZE + first * (chunk + TAG_SIZE),
             }
             jobs.append(("encrypt_range", payload, n))
-        with BackgroundFlush(tmp):
+        with background_flush(op, tmp):
             yield from gather(op, jobs)
         check_unchanged(source, before)
         yield from assemble(op, out, tmp, encrypted_size(size, chunk))
@@ -284,7 +284,7 @@ def decrypt_file_plan(
                 "offset": first * header.chunk_size,
             }
             jobs.append(("decrypt_range", payload, n + (STREAM_HEADER_SIZE if start == 0 else 0)))
-        with BackgroundFlush(tmp):
+        with background_flush(op, tmp):
             yield from gather(op, jobs)
         check_unchanged(source, before)
         yield from assemble(op, out, tmp, body - TAG_SIZE * count)

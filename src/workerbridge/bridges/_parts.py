@@ -16,6 +16,8 @@ Data flow of a parallel file operation (``compress_file``, ``encrypt_file``,
     parent:  BackgroundFlush(tmp)       while the workers fill the one temp file of a
                                         crypto path: fdatasync it every 50 ms from a
                                         thread, so the disk works while they compute
+                                        (not for a plan on an event loop: see
+                                        background_flush)
     parent:  OutputFiles.discard()      always, at the end: unlink every file it
                                         created that still exists
 
@@ -49,6 +51,7 @@ __all__ = [
     "BackgroundFlush",
     "OutputFiles",
     "assemble",
+    "background_flush",
     "check_unchanged",
     "commit",
     "source_size",
@@ -148,6 +151,16 @@ class OutputFiles:
 #: short enough that little is left dirty when the work ends, long enough that
 #: each call has megabytes to write rather than a few pages.
 FLUSH_INTERVAL: Final = 0.05
+
+
+def background_flush(op: Operation, path: str) -> contextlib.AbstractContextManager[object]:
+    """A :class:`BackgroundFlush` of ``path`` for ``op``, or nothing for a plan on an event loop.
+
+    Leaving a :class:`BackgroundFlush` waits for its last ``fdatasync``, which
+    must not happen on an event loop; there the commit's ``fsync`` writes the
+    whole file, as it does without one.
+    """
+    return contextlib.nullcontext() if op.on_loop else BackgroundFlush(path)
 
 
 class BackgroundFlush:
