@@ -94,7 +94,7 @@ R = TypeVar("R")
 
 #: A plan yields the tasks it waits for (it is resumed when one of them is
 #: done), receives nothing, and returns the operation's result.
-Plan = Generator[Sequence[Task[Any]], None, R]
+Plan = Generator[Sequence[concurrent.futures.Future[Any]], None, R]
 
 ProgressCallback = Callable[[Progress], object]
 
@@ -346,7 +346,6 @@ class Operation:
         "cancel",
         "channel",
         "deadline",
-        "on_loop",
         "priority",
         "timeout",
         "tuning",
@@ -376,13 +375,10 @@ class Operation:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.cancel = cancel
         self.priority = priority
-        #: The plan runs on an event loop (an asyncio bridge): nothing in it may
-        #: wait for anything but its tasks.
-        self.on_loop = loop is not None
         self._progress = None if on_progress is None else _Aggregate(on_progress, loop)
         self._tasks: dict[Task[Any], int] = {}
         self._outputs: dict[Task[Any], str] = {}  # task -> file its worker writes atomically
-        self._afutures: dict[Task[Any], asyncio.Future[None]] | None = None
+        self._afutures: dict[concurrent.futures.Future[Any], asyncio.Future[None]] | None = None
 
     @property
     def workers(self) -> int:
@@ -525,7 +521,7 @@ class Operation:
             for task, output in outputs.items():
                 _remove_tmp(task, output)
 
-    async def wait_async(self, tasks: Sequence[Task[Any]]) -> None:
+    async def wait_async(self, tasks: Sequence[concurrent.futures.Future[Any]]) -> None:
         """Wait on the running loop until one of ``tasks`` is done."""
         loop = asyncio.get_running_loop()
         if self._afutures is None:
@@ -541,7 +537,9 @@ class Operation:
         await asyncio.wait(signals, return_when=asyncio.FIRST_COMPLETED)
 
 
-def _done_signal(task: Task[Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+def _done_signal(
+    task: concurrent.futures.Future[Any], loop: asyncio.AbstractEventLoop
+) -> asyncio.Future[None]:
     """A loop future resolved (with ``None``) when ``task`` finishes, however it finishes.
 
     Unlike :func:`asyncio.wrap_future` it carries no exception (the plan reads

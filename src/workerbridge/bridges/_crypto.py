@@ -73,7 +73,7 @@ from ._base import (
     split_ranges,
 )
 from ._files import StrPath, _check_int, as_buffer, caller_path, new_hash
-from ._parts import OutputFiles, assemble, background_flush, check_unchanged, source_state
+from ._parts import OutputFiles, assemble, check_unchanged, flushed, source_state
 
 if TYPE_CHECKING:
     from .._bridge import WorkerBridge
@@ -237,8 +237,7 @@ def encrypt_file_plan(
                 "offset": STREAM_HEADER_SIZE + first * (chunk + TAG_SIZE),
             }
             jobs.append(("encrypt_range", payload, n))
-        with background_flush(op, tmp):
-            yield from gather(op, jobs)
+        yield from flushed(op, tmp, gather(op, jobs))
         check_unchanged(source, before)
         yield from assemble(op, out, tmp, encrypted_size(size, chunk))
     finally:
@@ -284,8 +283,7 @@ def decrypt_file_plan(
                 "offset": first * header.chunk_size,
             }
             jobs.append(("decrypt_range", payload, n + (STREAM_HEADER_SIZE if start == 0 else 0)))
-        with background_flush(op, tmp):
-            yield from gather(op, jobs)
+        yield from flushed(op, tmp, gather(op, jobs))
         check_unchanged(source, before)
         yield from assemble(op, out, tmp, body - TAG_SIZE * count)
     finally:

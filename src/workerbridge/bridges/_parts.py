@@ -15,9 +15,9 @@ Data flow of a parallel file operation (``compress_file``, ``encrypt_file``,
                                         rename over dst, fsync the directory
     parent:  BackgroundFlush(tmp)       while the workers fill the one temp file of a
                                         crypto path: fdatasync it every 50 ms from a
-                                        thread, so the disk works while they compute
-                                        (not for a plan on an event loop: see
-                                        background_flush)
+                                        thread, so the disk works while they compute;
+                                        the plan waits for it to stop, like for a
+                                        task, before the commit (see flushed)
     parent:  OutputFiles.discard()      always, at the end: unlink every file it
                                         created that still exists
 
@@ -32,6 +32,7 @@ cancellation arrives during the final rename.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import os
@@ -39,21 +40,24 @@ import stat
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 from .._errors import IntegrityError, ValidationError
+from .._remote import error_record, exception_from_record
 from .._types import WorkContext
 from ._base import Operation, Plan
 from ._files import PlacedWriter, _argument_error, _fspath, _umask, as_buffer
+
+R = TypeVar("R")
 
 __all__ = [
     "FLUSH_INTERVAL",
     "BackgroundFlush",
     "OutputFiles",
     "assemble",
-    "background_flush",
     "check_unchanged",
     "commit",
+    "flushed",
     "source_size",
     "source_state",
     "write_at",
@@ -153,20 +157,36 @@ class OutputFiles:
 FLUSH_INTERVAL: Final = 0.05
 
 
-def background_flush(op: Operation, path: str) -> contextlib.AbstractContextManager[object]:
-    """A :class:`BackgroundFlush` of ``path`` for ``op``, or nothing for a plan on an event loop.
+def flushed(op: Operation, path: str, work: Plan[R], interval: float = FLUSH_INTERVAL) -> Plan[R]:
+    """Sub-plan: run ``work`` while a :class:`BackgroundFlush` of ``path`` runs.
 
-    Leaving a :class:`BackgroundFlush` waits for its last ``fdatasync``, which
-    must not happen on an event loop; there the commit's ``fsync`` writes the
-    whole file, as it does without one.
+    When ``work`` ends the flush is told to stop, and the plan waits for it
+    like for a task (so an asyncio bridge never blocks its loop), then raises
+    the write error it met, if any, as a worker's would be raised
+    (:exc:`~workerbridge.RemoteError` for an :exc:`OSError`).  When ``work``
+    fails the flush is told to stop and nobody waits: the file is discarded
+    anyway.
     """
-    return contextlib.nullcontext() if op.on_loop else BackgroundFlush(path)
+    flush = BackgroundFlush(path, interval)
+    flush.start()
+    try:
+        result = yield from work
+    except BaseException:
+        flush.stop()
+        raise
+    stopped = flush.stop()
+    yield (stopped,)
+    try:
+        stopped.result()
+    except OSError as exc:  # reported as the same error from a worker's fsync would be
+        raise exception_from_record(error_record(exc, op.bridge._debug), None) from None
+    return result
 
 
 class BackgroundFlush:
     """Make what the workers write into ``path`` durable while they still compute.
 
-    A context manager for the parent: while its body runs, a thread calls
+    For the parent: between :meth:`start` and :meth:`stop`, a thread calls
     ``fdatasync`` on ``path`` every ``interval`` seconds.  Without it the
     commit's ``fsync`` writes the whole file after the work is done; with it
     the disk works at the same time as the workers, and the commit's ``fsync``
@@ -174,38 +194,44 @@ class BackgroundFlush:
     256 MiB of AES-GCM from 0.90 to about 0.6 s with two workers).
 
     Durability still rests on the commit's ``fsync``.  A write-back error seen
-    here is kept and raised when the body ends (Linux reports such an error to
-    one ``fsync`` only, so the commit would not see it again); the operation
-    then fails and nothing is renamed.
+    here ends the thread and is set on the future :meth:`stop` returns (Linux
+    reports such an error to one ``fsync`` only, so the commit would not see
+    it again): the operation must wait for that future before it commits.
     """
 
-    __slots__ = ("_error", "_fd", "_interval", "_stop", "_thread")
+    __slots__ = ("_fd", "_interval", "_stop", "_thread", "stopped")
 
     def __init__(self, path: str, interval: float = FLUSH_INTERVAL) -> None:
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._interval = interval
         self._stop = threading.Event()
-        self._error: OSError | None = None
+        #: Resolved when the thread has ended and closed its descriptor: with
+        #: ``None``, or with the :exc:`OSError` of a failed ``fdatasync``.
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="workerbridge-flush", daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
+        error: OSError | None = None
+        try:
+            while not self._stop.wait(self._interval):
                 os.fdatasync(self._fd)
-            except OSError as exc:
-                self._error = exc
-                return
+        except OSError as exc:
+            error = exc
+        finally:
+            os.close(self._fd)
+            if error is None:
+                self.stopped.set_result(None)
+            else:
+                self.stopped.set_exception(error)
 
-    def __enter__(self) -> BackgroundFlush:
+    def start(self) -> None:
+        """Start the thread (once)."""
         self._thread.start()
-        return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def stop(self) -> concurrent.futures.Future[None]:
+        """Tell the thread to end after its current ``fdatasync``; return :attr:`stopped`."""
         self._stop.set()
-        self._thread.join()
-        os.close(self._fd)
-        if self._error is not None and exc_type is None:
-            raise self._error
+        return self.stopped
 
 
 def assemble(
