@@ -926,9 +926,9 @@ class _ChunkSealer:
         return out
 
     def open(self, index: int, sealed: memoryview, last: bool) -> bytes | memoryview:
-        if not self._into or len(sealed) < TAG_SIZE:
+        if not self._into:
             return _open(self._cipher, self._header, index, sealed, last)
-        _check_sealed(self._header, index, sealed, last)
+        _check_sealed(self._header, index, sealed, last)  # (a short chunk fails here)
         out = self._buffer[: len(sealed) - TAG_SIZE]
         try:
             self._cipher.decrypt_into(_chunk_nonce(self._header, index, last), sealed, None, out)
@@ -1002,6 +1002,20 @@ def _opened_range(
             yield opener.open(first + j, data, final)
 
 
+def _joined(pieces: Generator[bytes | memoryview, None, None]) -> bytes:
+    """The pieces of a range, each copied before the next reuses its buffer, joined."""
+    with contextlib.closing(pieces):
+        return b"".join([bytes(piece) for piece in pieces])
+
+
+def _placed(pieces: Generator[bytes | memoryview, None, None], dst: str, offset: int) -> int:
+    """Write the pieces of a range one after the other from ``offset`` of ``dst``."""
+    with contextlib.closing(pieces), PlacedWriter(dst, offset) as out:
+        for piece in pieces:
+            out.write(piece)
+        return out.written
+
+
 def encrypt_file_range(
     src: StrPath,
     key: object,
@@ -1028,9 +1042,7 @@ def encrypt_file_range(
     IntegrityError
         The file does not have the planned size any more (it changed).
     """
-    pieces = _sealed_range(src, key, header, first_chunk_index, n_chunks, is_last_range, ctx)
-    with contextlib.closing(pieces):
-        return b"".join([bytes(piece) for piece in pieces])
+    return _joined(_sealed_range(src, key, header, first_chunk_index, n_chunks, is_last_range, ctx))
 
 
 def encrypt_file_range_to(
@@ -1048,15 +1060,11 @@ def encrypt_file_range_to(
     """Seal a range as :func:`encrypt_file_range` does, writing it at ``offset`` of ``dst``.
 
     ``dst`` must exist (the parent made it, see :mod:`._parts`).  Each chunk is
-    written as soon as it is sealed, from one reused buffer, and its write-back
-    to the disk starts while the next chunks are sealed; returns the bytes
+    written as soon as it is sealed, from one reused buffer; returns the bytes
     written.  Raises as :func:`encrypt_file_range` does.
     """
     pieces = _sealed_range(src, key, header, first_chunk_index, n_chunks, is_last_range, ctx)
-    with contextlib.closing(pieces), PlacedWriter(dst, offset) as out:
-        for piece in pieces:
-            out.write(piece)
-        return out.written
+    return _placed(pieces, dst, offset)
 
 
 def decrypt_file_range(
@@ -1088,8 +1096,7 @@ def decrypt_file_range(
         A chunk fails authentication, or the file does not fit the plan.
     """
     pieces = _opened_range(src, key, first_chunk_index, n_chunks, is_last_range, algorithm, ctx)
-    with contextlib.closing(pieces):
-        return b"".join([bytes(piece) for piece in pieces])
+    return _joined(pieces)
 
 
 def decrypt_file_range_to(
@@ -1112,10 +1119,7 @@ def decrypt_file_range_to(
     written; raises as :func:`decrypt_file_range` does.
     """
     pieces = _opened_range(src, key, first_chunk_index, n_chunks, is_last_range, algorithm, ctx)
-    with contextlib.closing(pieces), PlacedWriter(dst, offset) as out:
-        for piece in pieces:
-            out.write(piece)
-        return out.written
+    return _placed(pieces, dst, offset)
 
 
 # --------------------------------------------------------------------------- hashes, KDFs, keys

@@ -82,6 +82,7 @@ __all__ = [
     "documented",
     "drive",
     "drive_async",
+    "engine_failure",
     "gather",
     "gather_bytes",
     "run_one",
@@ -423,7 +424,7 @@ class Operation:
         try:
             result = fn(ctx, payload)
         except Exception as exc:
-            raise exception_from_record(error_record(exc, bridge._debug), None) from None
+            raise engine_failure(exc, bridge) from None
         if self._progress is not None:
             self._progress.update(self._progress.add(weight), weight, weight)
         return result
@@ -535,6 +536,11 @@ class Operation:
                 signal = self._afutures[task] = _done_signal(task, loop)
             signals.append(signal)
         await asyncio.wait(signals, return_when=asyncio.FIRST_COMPLETED)
+
+
+def engine_failure(exc: Exception, bridge: WorkerBridge) -> BaseException:
+    """What the caller gets for ``exc`` raised by an engine in this process (as from a handler)."""
+    return exception_from_record(error_record(exc, bridge._debug), None)
 
 
 def _done_signal(
@@ -912,7 +918,7 @@ class BaseBridge:
 
     def _failure(self, exc: Exception) -> BaseException:
         """What the caller gets for ``exc`` raised by an engine in this thread (as by a handler)."""
-        return exception_from_record(error_record(exc, self._bridge._debug), None)
+        return engine_failure(exc, self._bridge)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._bridge!r}>"

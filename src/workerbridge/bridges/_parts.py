@@ -9,15 +9,15 @@ Data flow of a parallel file operation (``compress_file``, ``encrypt_file``,
              (write_at(path, data, off): one piece)
              (crypto: every range at its known offset in one temp file;
               compression: each range into its own part file, sizes unknown ahead)
-    worker:  commit(tmp, dst, ...)      copy part files into tmp in order
-                                        (copy_file_range: the bytes stay in the
-                                        kernel), check the size, chmod, fsync,
-                                        rename over dst, fsync the directory
     parent:  BackgroundFlush(tmp)       while the workers fill the one temp file of a
                                         crypto path: fdatasync it every 50 ms from a
                                         thread, so the disk works while they compute;
                                         the plan waits for it to stop, like for a
                                         task, before the commit (see flushed)
+    worker:  commit(tmp, dst, ...)      copy part files into tmp in order
+                                        (copy_file_range: the bytes stay in the
+                                        kernel), check the size, chmod, fsync,
+                                        rename over dst, fsync the directory
     parent:  OutputFiles.discard()      always, at the end: unlink every file it
                                         created that still exists
 
@@ -43,9 +43,8 @@ from collections.abc import Sequence
 from typing import Final, TypeVar
 
 from .._errors import IntegrityError, ValidationError
-from .._remote import error_record, exception_from_record
 from .._types import WorkContext
-from ._base import Operation, Plan
+from ._base import Operation, Plan, engine_failure
 from ._files import PlacedWriter, _argument_error, _fspath, _umask, as_buffer
 
 R = TypeVar("R")
@@ -179,7 +178,7 @@ def flushed(op: Operation, path: str, work: Plan[R], interval: float = FLUSH_INT
     try:
         stopped.result()
     except OSError as exc:  # reported as the same error from a worker's fsync would be
-        raise exception_from_record(error_record(exc, op.bridge._debug), None) from None
+        raise engine_failure(exc, op.bridge) from None
     return result
 
 
