@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: demo test lint typecheck docs unit pure bench bench-full info reliability clean
 
-$(STAMP): pyproject.toml setup.py src/workerbridge/_atomics.c
+$(STAMP): pyproject.toml setup.py src/workerbridge/_atomics.c src/workerbridge/_fast.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet -e '.[network,progress,dev]'

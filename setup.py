@@ -1,7 +1,8 @@
-"""Build script: the optional C extension for shared-memory atomics.
+"""Build script: the optional C extensions (shared-memory atomics, the round trip's hot path).
 
-The extension is optional: where no C compiler is available the package still
-installs and uses the pure-Python fallback (``workerbridge._atomics_py``).
+The extensions are optional: where no C compiler is available the package still
+installs and uses the pure-Python fallbacks (``workerbridge._atomics_py``, and
+the Python paths of ``workerbridge._spin`` and ``workerbridge._protocol``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ if sys.platform.startswith("linux"):
         Extension(
             "workerbridge._atomics",
             sources=["src/workerbridge/_atomics.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall"],
+            optional=True,
+        )
+    )
+    ext_modules.append(
+        Extension(
+            "workerbridge._fast",
+            sources=["src/workerbridge/_fast.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall"],
             optional=True,
         )

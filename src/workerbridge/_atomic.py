@@ -28,14 +28,22 @@ if TYPE_CHECKING:
     from ._atomics_py import AtomicArray
     from ._shm import Segment
 
-__all__ = ["IMPLEMENTATION", "AtomicArray", "atomic_array", "set_pdeathsig", "watch_parent"]
+__all__ = [
+    "IMPLEMENTATION",
+    "AtomicArray",
+    "atomic_array",
+    "set_pdeathsig",
+    "want_pure",
+    "watch_parent",
+]
 
-#: Set to ``1`` to force the pure-Python implementation (for tests, or to rule the C
-#: extension out when debugging).
+#: Set to ``1`` to force the pure-Python implementations of both C extensions, the
+#: atomics and the hot path (``_fast``), for tests, or to rule them out when debugging.
 ENV_VAR = "WORKERBRIDGE_PURE_ATOMICS"
 
 
-def _want_pure() -> bool:
+def want_pure() -> bool:
+    """Whether :data:`ENV_VAR` asks for the pure-Python implementations of the C extensions."""
     return os.environ.get(ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -45,7 +53,7 @@ set_pdeathsig = _atomics_py.set_pdeathsig
 
 if not TYPE_CHECKING:
     AtomicArray = _atomics_py.AtomicArray
-    if not _want_pure():
+    if not want_pure():
         try:
             from . import _atomics as _c
         except ImportError:  # the optional extension did not build

@@ -23,21 +23,31 @@ STRATEGIES: Final = ("least-busy", "round-robin")
 class WorkerView:
     """What the balancer may know about one worker (a snapshot, built per pick)."""
 
-    __slots__ = ("affinity_keys", "busy_seconds", "idle", "index", "inflight")
+    __slots__ = ("affinity_keys", "busy_seconds", "idle", "index", "inflight", "warm")
 
     def __init__(
-        self, index: int, idle: bool, inflight: int, busy_seconds: float, affinity_keys: int = 0
+        self,
+        index: int,
+        idle: bool,
+        inflight: int,
+        busy_seconds: float,
+        affinity_keys: int = 0,
+        warm: bool = False,
     ) -> None:
         self.index = index
         self.idle = idle
         self.inflight = inflight
         self.busy_seconds = busy_seconds
         self.affinity_keys = affinity_keys
+        #: it answered so recently that it is still spinning for its next task
+        #: (see workerbridge._spin): a task given to it starts without a wake-up
+        self.warm = warm
 
     def __repr__(self) -> str:
         return (
             f"WorkerView(index={self.index}, idle={self.idle}, inflight={self.inflight}, "
-            f"busy_seconds={self.busy_seconds:.3f}, affinity_keys={self.affinity_keys})"
+            f"busy_seconds={self.busy_seconds:.3f}, affinity_keys={self.affinity_keys}, "
+            f"warm={self.warm})"
         )
 
 
@@ -48,8 +58,9 @@ def choose(
 
     ``round-robin`` takes the first idle worker after ``last`` (the previous
     choice), cyclically.  ``least-busy`` takes the idle worker with the fewest
-    tasks in flight, then the least accumulated busy time, so load spreads
-    evenly and a worker that just finished a long task rests.  ``size`` is
+    tasks in flight, then a warm one (still spinning for work, so it starts at
+    once), then the least accumulated busy time, so load spreads evenly and a
+    worker that just finished a long task rests.  ``size`` is
     the number of workers in the pool when ``workers`` holds only some of
     them (the idle ones, say).
     """
@@ -59,7 +70,7 @@ def choose(
     if strategy == "round-robin":
         n = len(workers) if size is None else size
         return min(idle, key=lambda w: (w.index - last - 1) % n if n else 0).index
-    return min(idle, key=lambda w: (w.inflight, w.busy_seconds, w.index)).index
+    return min(idle, key=lambda w: (w.inflight, not w.warm, w.busy_seconds, w.index)).index
 
 
 def choose_affinity_home(workers: Sequence[WorkerView]) -> int:

@@ -199,6 +199,9 @@ class _SlotRecord:
     heap: list[tuple[tuple[int, float, int], Request]] = field(default_factory=list)
     killed: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    #: monotonic time of its last answer: while it is younger than the backend's spin
+    #: budget the worker is awake, spinning for its next task
+    answered: float = float("-inf")
     #: a lane of the backend given up by a fallback switch: replaced once its task ends
     retire: bool = False
 
@@ -239,6 +242,9 @@ class Dispatcher:
         self._watched: set[int] = set()  # ids with on_progress or a token
         self._affinity: dict[object, int] = {}
         self._last_choice = -1
+        #: the backend's spin budget (seconds): a worker that answered less than this
+        #: ago is still awake, and least-busy gives it the next task first
+        self._spin = float(getattr(backend, "spin", 0.0))
         self._crashes: deque[float] = deque()
         self._closing = False
         self._closed = False
@@ -470,22 +476,39 @@ class Dispatcher:
             for i, r in enumerate(self._slots)
         ]
 
-    def _choose_idle(self) -> int | None:
+    def _choose_idle(self, now: float) -> int | None:
         """Under the lock: the balancer's pick among the idle slots (``None``: none idle)."""
         slots = self._slots
+        warm_since = now - self._spin
         if self._strategy == "least-busy":
             # balancer.choose's rule, inlined for the hot path (tests check they agree):
-            # idle workers have nothing in flight, so the least busy time, then the index
-            best, least = None, 0.0
+            # idle workers have nothing in flight, so a warm one first, then the least
+            # busy time, then the index
+            best, best_cold, least = None, True, 0.0
             for i, r in enumerate(slots):
-                if r.state == "idle" and (best is None or r.busy_seconds < least):
-                    best, least = i, r.busy_seconds
+                if r.state != "idle":
+                    continue
+                cold = r.answered <= warm_since
+                if (
+                    best is None
+                    or (best_cold and not cold)
+                    or (cold == best_cold and r.busy_seconds < least)
+                ):
+                    best, best_cold, least = i, cold, r.busy_seconds
             return best
         idle = [i for i, r in enumerate(slots) if r.state == "idle"]
         if len(idle) <= 1:
             return idle[0] if idle else None  # one candidate: every strategy agrees
         views = [
-            WorkerView(i, True, 0, slots[i].busy_seconds, slots[i].affinity_keys) for i in idle
+            WorkerView(
+                i,
+                True,
+                0,
+                slots[i].busy_seconds,
+                slots[i].affinity_keys,
+                slots[i].answered > warm_since,
+            )
+            for i in idle
         ]
         return choose(self._strategy, views, self._last_choice, len(slots))
 
@@ -500,7 +523,7 @@ class Dispatcher:
         else:
             index = None
             if not self._heap:
-                index = self._choose_idle()
+                index = self._choose_idle(req.submitted)
             if index is not None:
                 self._last_choice = index
                 self._assign(index, req)
@@ -627,6 +650,7 @@ class Dispatcher:
         resolved; ``False`` if it was stopped meanwhile (timeout, cancellation).
         """
         rec.current = None
+        rec.answered = now
         rec.busy_seconds += now - req.started
         if req.state != RUNNING:
             return False

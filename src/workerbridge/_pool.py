@@ -16,8 +16,9 @@ Data flow::
                   (decoded here, copied out of        response arena wb_<wpid>_resp_*)
                    the arena, handed to the Dispatcher)
            direct answers  <──────────────────────  a request started at once for a caller
-                  (read by that caller, in run())     blocked in run() carries d=true: the
-                                                      worker answers on the direct pipe
+                  (read by that caller, in run(),     blocked in run() carries d=true: the
+                   spinning up to `spin` first)       worker answers on the direct pipe,
+                                                      then spins up to `spin` for the next
            EOF on the pipe → reap → exit code → Dispatcher.slot_dead → new lane
 
 A worker is stopped by force with SIGKILL (timeouts, ignored cancellation,
@@ -59,6 +60,7 @@ from ._protocol import (
 )
 from ._remote import exception_from_record
 from ._shm import Segment, list_segments, sweep_orphans, unlink_by_name
+from ._spin import spin_readable, spin_seconds
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher, Request
@@ -229,6 +231,7 @@ class WorkerProcess:
             "main_path": self._backend.main_path,
             "debug": self._backend.debug,
             "ppid": os.getpid(),
+            "spin": self._backend.spin,
         }
         packed, _ = pack_payload(config)
         write_frame(self._wfd, encode_frame(HELLO, 0, payload=packed))
@@ -348,9 +351,13 @@ class WorkerProcess:
                 return UNSET
             dfd, wake = self._dfd, self._wake_r
             self._direct_id = req.id
+            spin = self._backend.spin
             try:
                 while req.state == RUNNING:
                     ready = False
+                    if spin:  # small tasks answer within microseconds: no sleep, no wake-up
+                        spin_readable((dfd, wake), spin)
+                        spin = 0.0
                     for fd, _ in poller.poll():
                         if fd == dfd:
                             ready = True
@@ -526,6 +533,9 @@ class PoolBackend:
         self.handler_modules = handler_modules
         self.debug = debug
         self.main_path = main_path
+        #: seconds a worker spins for its next task after answering, and a caller of
+        #: run() for its answer, before sleeping (see workerbridge._spin)
+        self.spin = spin_seconds()
         # Segments left by processes that died without cleaning up (a parent killed while
         # its workers were stuck, say) are removed here, by whichever bridge starts next.
         swept = sweep_orphans()

@@ -40,11 +40,25 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import NotImplementedType
 from typing import Any, Final, NamedTuple
 
 import msgpack
 
+from ._atomic import want_pure
 from ._errors import ProtocolError, ValidationError
+
+#: the C codec (workerbridge._fast), or None: the Python codec only
+_fast_encode: Callable[..., bytes | NotImplementedType] | None = None
+_fast_decode: Callable[[bytes | bytearray | memoryview, type[Frame]], Frame | None] | None = None
+if not want_pure():
+    try:
+        from . import _fast
+    except ImportError:  # the optional extension did not build
+        pass
+    else:
+        _fast_encode = _fast.encode_frame
+        _fast_decode = _fast.decode_frame
 
 __all__ = [
     "ERROR",
@@ -269,7 +283,27 @@ def encode_frame(
     bufs: Sequence[Sequence[object]] = (),
     direct: bool = False,
 ) -> bytes:
-    """Encode one frame (without its length prefix); ``payload`` is already msgpack bytes."""
+    """Encode one frame (without its length prefix); ``payload`` is already msgpack bytes.
+
+    The C encoder of :mod:`workerbridge._fast` writes the frames of the hot path;
+    it gives anything unusual to the Python encoder, which writes the same bytes.
+    """
+    if _fast_encode is not None:
+        data = _fast_encode(kind, id, channel, op, payload, bufs, direct)
+        if not isinstance(data, NotImplementedType):
+            return data
+    return _encode_frame_py(kind, id, channel, op, payload, bufs, direct)
+
+
+def _encode_frame_py(
+    kind: str,
+    id: int | None,
+    channel: str,
+    op: str,
+    payload: bytes | None,
+    bufs: Sequence[Sequence[object]],
+    direct: bool,
+) -> bytes:
     frame: dict[str, object] = {
         "v": VERSION,
         "id": id,
@@ -288,11 +322,24 @@ def encode_frame(
 def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     """Decode and validate one frame.
 
+    The C decoder of :mod:`workerbridge._fast` takes the frames our encoders
+    write; whatever it does not take (anything malformed, or merely unusual)
+    goes to the Python decoder, which returns the same :class:`Frame` or
+    raises.
+
     Raises
     ------
     ProtocolError
         The bytes are not a well-formed frame of this protocol version.
     """
+    if _fast_decode is not None:
+        frame = _fast_decode(data, Frame)
+        if frame is not None:
+            return frame
+    return _decode_frame_py(data)
+
+
+def _decode_frame_py(data: bytes | bytearray | memoryview) -> Frame:
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:
@@ -374,6 +421,16 @@ class FrameReader:
         self._fd = fd
         self._buf = bytearray()
         self._max = max_frame
+
+    @property
+    def fd(self) -> int:
+        """The file descriptor read from."""
+        return self._fd
+
+    @property
+    def buffered(self) -> bool:
+        """Whether bytes of a next frame were read already (no need to wait for the fd)."""
+        return bool(self._buf)
 
     def _fill(self, n: int) -> bool:
         while len(self._buf) < n:

@@ -16,9 +16,11 @@ work, and it is awaitable from asyncio.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures._base
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "Task"]
 
 T = TypeVar("T")
+
+_PENDING: Final = concurrent.futures._base.PENDING
+#: held only to make a task's Condition, once per task that needs one
+_condition_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,15 @@ class Task(concurrent.futures.Future[T], Generic[T]):
     """
 
     def __init__(self, id: int, channel: str, op: str, dispatcher: Dispatcher | None) -> None:
-        super().__init__()
+        # Future.__init__ without its Condition, which costs more than the rest of a
+        # small task's bookkeeping: most tasks are never waited on by another thread
+        # (run() reads its answer itself), so it is made on first use (_condition).
+        self._cond: threading.Condition | None = None
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Callable[[concurrent.futures.Future[T]], object]] = []
         self.id = id
         self.channel = channel
         self.op = op
@@ -73,6 +87,21 @@ class Task(concurrent.futures.Future[T], Generic[T]):
         #: someone may wait on this future besides the caller that submitted it
         #: (a done callback); until then run() may take a direct answer without it
         self._observed = False
+
+    @property
+    def _condition(self) -> threading.Condition:
+        """The Future's Condition, made on first use (all of Future's methods take it)."""
+        cond = self._cond
+        if cond is None:
+            with _condition_lock:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition()
+        return cond
+
+    @_condition.setter
+    def _condition(self, cond: threading.Condition) -> None:
+        self._cond = cond
 
     def cancel(self) -> bool:
         """Cancel the task, queued or running.

@@ -6,6 +6,7 @@ Data flow::
     hello frame (config) --> sys.path, attach control segment, lifeline watch,
                              import handler modules --> ready frame
     loop:
+      spin up to the parent's spin budget for the next frame, then block reading it
       request frame --> RUNNING word = id --> resolve out-of-band buffers as
         read-only memoryviews over the parent's segment --> run_request()
         --> result buffers copied into this worker's response arena
@@ -50,6 +51,7 @@ from ._protocol import (
 from ._registry import Context
 from ._remote import error_record
 from ._shm import parse_name
+from ._spin import spin_readable
 
 __all__ = ["main"]
 
@@ -94,6 +96,7 @@ class _Worker:
         self.arena_names: set[str] = set()
         self.index = 0
         self.ppid = os.getppid()
+        self.spin = 0.0  # seconds to spin for the next request after an answer
 
     def send(
         self, kind: str, task_id: int | None, payload: bytes | None, bufs: Any = (), fd: int = -1
@@ -116,6 +119,7 @@ class _Worker:
         if not isinstance(config, dict):
             raise ProtocolError("malformed hello frame")
         self.debug = bool(config.get("debug", False))
+        self.spin = float(config.get("spin", 0.0))
         self.index = int(config["index"])
         self.ppid = int(config.get("ppid", self.ppid))
         set_owner(self.ppid)
@@ -270,7 +274,10 @@ class _Worker:
         self.detach_all_but(self.arena_names)
 
     def loop(self) -> None:
+        fds, spin = [self.reader.fd], self.spin
         while True:
+            if spin and not self.reader.buffered:
+                spin_readable(fds, spin)  # the next task often follows at once
             try:
                 data = self.reader.read_frame()
             except ProtocolError as exc:

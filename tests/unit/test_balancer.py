@@ -38,6 +38,20 @@ def test_affinity_home_balances_keys() -> None:
     assert choose_affinity_home(ws) == 1
 
 
+def test_least_busy_prefers_a_warm_worker() -> None:
+    """A worker still spinning for work goes first; among warm ones, the least busy."""
+    ws = [
+        WorkerView(0, True, 0, 0.0),
+        WorkerView(1, True, 0, 5.0, warm=True),
+        WorkerView(2, True, 0, 4.0, warm=True),
+    ]
+    assert choose("least-busy", ws, -1) == 2
+    assert choose("least-busy", ws[:2], -1) == 1
+    # round-robin is a promise of order: warmth does not change it
+    assert choose("round-robin", ws, 0) == 1
+    assert choose("round-robin", ws, 1) == 2
+
+
 def test_dispatcher_pick_agrees_with_the_balancer() -> None:
     """The dispatcher inlines least-busy on its hot path: it must pick what choose() picks."""
     import random
@@ -46,25 +60,36 @@ def test_dispatcher_pick_agrees_with_the_balancer() -> None:
     from workerbridge._dispatcher import Dispatcher
 
     rng = random.Random(7)
+    now, spin = 1000.0, 1e-4
     for strategy in ("least-busy", "round-robin"):
-        for _ in range(500):
+        for _ in range(2000):
             n = rng.randint(1, 6)
             slots = [
                 types.SimpleNamespace(
                     state=rng.choice(["idle", "busy", "starting"]),
                     busy_seconds=rng.choice([0.0, 1.0, 2.5, rng.random()]),
                     affinity_keys=0,
+                    # never answered, long ago, just within the spin budget, just outside
+                    answered=rng.choice([float("-inf"), 3.0, now - spin / 2, now - spin]),
                 )
                 for _ in range(n)
             ]
             last = rng.randint(-1, n - 1)
-            fake = types.SimpleNamespace(_slots=slots, _strategy=strategy, _last_choice=last)
+            fake = types.SimpleNamespace(
+                _slots=slots, _strategy=strategy, _last_choice=last, _spin=spin
+            )
             expected = choose(
                 strategy,
                 [
-                    WorkerView(i, r.state == "idle", 0 if r.state == "idle" else 1, r.busy_seconds)
+                    WorkerView(
+                        i,
+                        r.state == "idle",
+                        0 if r.state == "idle" else 1,
+                        r.busy_seconds,
+                        warm=r.answered > now - spin,
+                    )
                     for i, r in enumerate(slots)
                 ],
                 last,
             )
-            assert Dispatcher._choose_idle(fake) == expected  # type: ignore[arg-type]
+            assert Dispatcher._choose_idle(fake, now) == expected  # type: ignore[arg-type]
