@@ -11,10 +11,12 @@ __all__ = ["main"]
 def info() -> int:
     """Print how workerbridge would run on this machine."""
     import workerbridge as wb
-    from workerbridge import _atomic, _shm
+    from workerbridge import _atomic, _shm, _spin
 
     print(f"workerbridge {wb.__version__} on Python {sys.version.split()[0]}")
     print(f"atomics: {_atomic.IMPLEMENTATION} implementation")
+    print(f"hot path (spin wait, frame codec): {_spin.IMPLEMENTATION} implementation")
+    print(f"spin budget: {_spin.spin_seconds() * 1e6:.0f} us ({_spin.ENV_VAR})")
     print(f"cpus: {os.cpu_count()}")
     print(f"shared memory: {'available' if os.path.isdir(_shm.SHM_DIR) else 'unavailable'}")
     print(f"WORKERBRIDGE_INPROCESS={os.environ.get('WORKERBRIDGE_INPROCESS', '')!r}")

@@ -122,11 +122,13 @@ def machine() -> dict[str, Any]:
 def versions() -> dict[str, str | None]:
     """Versions of workerbridge, the peers and the libraries the bridges wrap."""
     import workerbridge
-    from workerbridge import _atomic
+    from workerbridge import _atomic, _spin
 
     out: dict[str, str | None] = {
         "workerbridge": workerbridge.__version__,
         "workerbridge_atomics": _atomic.IMPLEMENTATION,
+        "workerbridge_hot_path": _spin.IMPLEMENTATION,
+        "workerbridge_spin_us": f"{_spin.spin_seconds() * 1e6:.0f}",
         "workerbridge_commit": _commit(),
     }
     for dist in ("loky", "pebble", "mpire", "zstandard", "cryptography", "msgpack", "psutil"):
