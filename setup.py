@@ -13,21 +13,14 @@ from setuptools import Extension, setup
 
 ext_modules = []
 if sys.platform.startswith("linux"):
-    ext_modules.append(
-        Extension(
-            "workerbridge._atomics",
-            sources=["src/workerbridge/_atomics.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall"],
-            optional=True,
+    for name in ("_atomics", "_fast"):
+        ext_modules.append(
+            Extension(
+                f"workerbridge.{name}",
+                sources=[f"src/workerbridge/{name}.c"],
+                extra_compile_args=["-O2", "-std=c11", "-Wall"],
+                optional=True,
+            )
         )
-    )
-    ext_modules.append(
-        Extension(
-            "workerbridge._fast",
-            sources=["src/workerbridge/_fast.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall"],
-            optional=True,
-        )
-    )
 
 setup(ext_modules=ext_modules)

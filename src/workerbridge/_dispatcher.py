@@ -178,6 +178,9 @@ class Backend(Protocol):
     """Creates slots; the pool's starts worker processes, the fallback's threads."""
 
     mode: Literal["pool", "inprocess"]
+    #: seconds a worker that answered keeps spinning for its next task (0: it sleeps
+    #: at once); least-busy gives an idle worker still within it the next task first
+    spin: float
 
     def new_slot(self, index: int, dispatcher: Dispatcher) -> Slot:
         """Create lane ``index``; it calls ``dispatcher.slot_ready`` when it can run tasks."""
@@ -242,9 +245,6 @@ class Dispatcher:
         self._watched: set[int] = set()  # ids with on_progress or a token
         self._affinity: dict[object, int] = {}
         self._last_choice = -1
-        #: the backend's spin budget (seconds): a worker that answered less than this
-        #: ago is still awake, and least-busy gives it the next task first
-        self._spin = float(getattr(backend, "spin", 0.0))
         self._crashes: deque[float] = deque()
         self._closing = False
         self._closed = False
@@ -479,7 +479,7 @@ class Dispatcher:
     def _choose_idle(self, now: float) -> int | None:
         """Under the lock: the balancer's pick among the idle slots (``None``: none idle)."""
         slots = self._slots
-        warm_since = now - self._spin
+        warm_since = now - self._backend.spin  # the current backend's: a fallback has 0
         if self._strategy == "least-busy":
             # balancer.choose's rule, inlined for the hot path (tests check they agree):
             # idle workers have nothing in flight, so a warm one first, then the least

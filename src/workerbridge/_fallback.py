@@ -142,6 +142,8 @@ class InProcessBackend:
     """Creates :class:`ThreadSlot` lanes; holds nothing else."""
 
     mode: Literal["pool", "inprocess"] = "inprocess"
+    #: threads wait on their own queues: nothing spins
+    spin: float = 0.0
 
     def __init__(self, debug: bool = False) -> None:
         self._debug = debug

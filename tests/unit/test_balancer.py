@@ -76,7 +76,10 @@ def test_dispatcher_pick_agrees_with_the_balancer() -> None:
             ]
             last = rng.randint(-1, n - 1)
             fake = types.SimpleNamespace(
-                _slots=slots, _strategy=strategy, _last_choice=last, _spin=spin
+                _slots=slots,
+                _strategy=strategy,
+                _last_choice=last,
+                _backend=types.SimpleNamespace(spin=spin),
             )
             expected = choose(
                 strategy,

@@ -33,34 +33,27 @@ def test_a_bad_spin_setting_is_named_and_the_default_used(
     assert ENV_VAR in caplog.text and repr(raw) in caplog.text
 
 
-def _all_ready(bridge: wb.WorkerBridge) -> None:
-    deadline = time.monotonic() + 60
-    while any(w.state != "idle" for w in bridge.stats().workers):
-        assert time.monotonic() < deadline, bridge.stats()
-        time.sleep(0.01)
-
-
-def _completed(bridge: wb.WorkerBridge) -> list[int]:
-    return sorted((w.completed for w in bridge.stats().workers), reverse=True)
+def _run_loop(monkeypatch: pytest.MonkeyPatch, spin_us: str) -> tuple[int, int]:
+    """200 run() calls in a row on two ready workers: (the busier's count, the other's)."""
+    monkeypatch.setenv(ENV_VAR, spin_us)
+    with wb.WorkerBridge(workers=2, fallback="never") as bridge:
+        deadline = time.monotonic() + 60
+        while any(w.state != "idle" for w in bridge.stats().workers):
+            assert time.monotonic() < deadline, bridge.stats()
+            time.sleep(0.01)
+        for _ in range(200):
+            assert bridge.run("_wb", "echo", b"x") == b"x"
+        busiest, other = sorted((w.completed for w in bridge.stats().workers), reverse=True)
+    return busiest, other
 
 
 def test_a_run_loop_keeps_meeting_the_awake_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     # a budget far above any pause between two calls here: the worker that answered
     # is still awake for the next call, and least-busy must give the call to it
-    monkeypatch.setenv(ENV_VAR, "50000")
-    with wb.WorkerBridge(workers=2, fallback="never") as bridge:
-        _all_ready(bridge)
-        for _ in range(200):
-            assert bridge.run("_wb", "echo", b"x") == b"x"
-        busiest, other = _completed(bridge)
+    busiest, other = _run_loop(monkeypatch, "50000")
     assert busiest >= 180, (busiest, other)
 
 
 def test_without_spinning_least_busy_spreads_a_run_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV_VAR, "0")
-    with wb.WorkerBridge(workers=2, fallback="never") as bridge:
-        _all_ready(bridge)
-        for _ in range(200):
-            assert bridge.run("_wb", "echo", b"x") == b"x"
-        busiest, other = _completed(bridge)
+    busiest, other = _run_loop(monkeypatch, "0")
     assert other >= 50, (busiest, other)  # the least busy time alternates the two
